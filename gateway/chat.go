@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"fmt"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/mtai-dev/mtai/providers"
+)
+
+// chatCompletions serves POST /v1/chat/completions: the hot path.
+func (s *Server) chatCompletions(rc *fasthttp.RequestCtx) {
+	st := s.begin(rc, routeChat)
+	if err := s.chat(rc, st); err != nil {
+		st.fail(writeError(rc, err))
+		s.finish(st)
+		return
+	}
+	if st.stream {
+		return // the relay finishes st when the stream ends
+	}
+	st.status = rc.Response.StatusCode()
+	s.finish(st)
+}
+
+func (s *Server) chat(rc *fasthttp.RequestCtx, st *reqState) error {
+	if s.draining.Load() {
+		return errShuttingDown
+	}
+	p, err := s.authenticate(rc)
+	if err != nil {
+		return err
+	}
+	st.principal = p
+	body := rc.PostBody()
+	req := &st.chat
+	if err := parseChatRequest(body, req); err != nil {
+		return err
+	}
+	sp := &st.splice
+
+	// Policy: the model (or the tenant's default), the allowed list, the system prompt.
+	model := string(req.model)
+	if req.modelEnd == 0 || len(req.model) == 0 {
+		if p.Policy == nil || p.Policy.DefaultModel == "" {
+			return invalid("model", "'model' is required.")
+		}
+		model = p.Policy.DefaultModel
+		if req.modelEnd == 0 {
+			text, off, n := sp.jsonString(`"model":`, model, ",")
+			sp.add(edit{at: objStart(body), end: objStart(body), text: text, model: true, mOff: off, mLen: n})
+		} else {
+			text, off, n := sp.jsonString("", model, "")
+			// replace "" (the quotes included) by the quoted default
+			sp.add(edit{at: req.modelStart - 1, end: req.modelEnd + 1, text: text, model: true, mOff: off, mLen: n})
+		}
+	}
+	st.model = model
+	rt, ok := s.router.Route(model)
+	if !ok {
+		return fmt.Errorf("%w: the model '%s' does not exist or you do not have access to it", providers.ErrModelNotFound, model)
+	}
+	if !p.Policy.Allows(model) {
+		return fmt.Errorf("%w: '%s' is not in the tenant's allowed models", errModelNotAllowed, model)
+	}
+	if rt.Embeddings {
+		return invalid("model", "'"+model+"' is an embeddings model; use /v1/embeddings.")
+	}
+	if p.Policy != nil && p.Policy.SystemPrompt != "" {
+		text, _, _ := sp.jsonString(`{"role":"system","content":`, p.Policy.SystemPrompt, "},")
+		sp.add(edit{at: req.msgStart + 1, end: req.msgStart + 1, text: text})
+	}
+
+	// Streams: always ask the upstream for usage (it is what we bill).
+	st.stream = req.stream
+	if req.stream && !req.includeUsage {
+		switch {
+		case req.iuEnd > 0: // "include_usage": false or null
+			sp.add(edit{at: req.iuStart, end: req.iuEnd, text: sp.text("true")})
+		case req.soEnd > 0 && body[req.soStart] == '{':
+			txt := `"include_usage":true,`
+			if jsonscanEmptyObject(body[req.soStart:req.soEnd]) {
+				txt = `"include_usage":true`
+			}
+			sp.add(edit{at: req.soStart + 1, end: req.soStart + 1, text: sp.text(txt)})
+		case req.soEnd > 0: // null
+			sp.add(edit{at: req.soStart, end: req.soEnd, text: sp.text(`{"include_usage":true}`)})
+		default:
+			sp.add(edit{at: req.objEnd, end: req.objEnd, text: sp.text(`,"stream_options":{"include_usage":true}`)})
+		}
+	}
+	out, ms, me := sp.apply(body, req.modelStart, req.modelEnd)
+	call := &st.call
+	call.Body, call.ModelStart, call.ModelEnd, call.RequestID = out, ms, me, st.requestID
+
+	if req.stream {
+		return s.startStream(rc, st, rt)
+	}
+	resp, served, err := s.router.Complete(s.ctx, rt, call)
+	st.served(served)
+	if err != nil {
+		return err
+	}
+	defer resp.Release()
+	st.usage, st.hasUsage = resp.Usage, resp.Usage.TotalTokens > 0
+	rc.SetStatusCode(fasthttp.StatusOK)
+	rc.SetContentType("application/json")
+	if st.deployment != "" {
+		rc.Response.Header.Set("X-Mtai-Deployment", st.deployment)
+	}
+	rc.SetBody(resp.Body)
+	st.bytesOut = len(resp.Body)
+	return nil
+}
+
+// objStart returns the index just after the body's opening '{'.
+func objStart(body []byte) int {
+	for i, c := range body {
+		if c == '{' {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func jsonscanEmptyObject(v []byte) bool {
+	for _, c := range v[1:] {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+		case '}':
+			return true
+		default:
+			return false
+		}
+	}
+	return false
+}

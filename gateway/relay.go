@@ -1,0 +1,258 @@
+package gateway
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/mtai-dev/mtai/providers"
+)
+
+// startStream opens the upstream stream (retrying and falling back while
+// nothing has been sent) and hands the response body to a relay.
+func (s *Server) startStream(rc *fasthttp.RequestCtx, st *reqState, rt *providers.Route) error {
+	up, served, err := s.router.Stream(s.ctx, rt, &st.call)
+	st.served(served)
+	if err != nil {
+		return err
+	}
+	r := &relay{s: s, st: st, up: up, conn: rc.Conn(), wantUsage: st.chat.includeUsage}
+	s.streamsMu.Lock()
+	s.streams[r] = struct{}{}
+	s.streamsMu.Unlock()
+	s.metrics.openStreams.Inc()
+	st.status = fasthttp.StatusOK
+	rc.SetStatusCode(fasthttp.StatusOK)
+	rc.SetContentType("text/event-stream; charset=utf-8")
+	rc.Response.Header.Set("Cache-Control", "no-cache")
+	rc.Response.Header.Set("X-Accel-Buffering", "no")
+	if st.deployment != "" {
+		rc.Response.Header.Set("X-Mtai-Deployment", st.deployment)
+	}
+	rc.SetBodyStream(r, -1)
+	return nil
+}
+
+// relay is the body of a streamed response: fasthttp calls WriteTo on the
+// connection's own goroutine, and each Write there is one flushed HTTP
+// chunk, so every event reaches the client as soon as it arrived.
+//
+// A second goroutine (the watcher) blocks reading the client connection
+// while the stream runs: a client that goes away makes that read fail at
+// once, and the watcher closes the upstream stream, which cancels the
+// upstream request even if the upstream is silent.
+type relay struct {
+	s         *Server
+	st        *reqState
+	up        providers.Stream
+	conn      net.Conn
+	wantUsage bool
+
+	out     []byte
+	pending []byte // for Read: the part of out not yet read
+	doneEOF bool
+
+	watchDone  chan struct{}
+	stopping   atomic.Bool
+	clientGone atomic.Bool
+	stolen     bool // the watcher read bytes of a next request: close the conn after
+	cutErr     atomic.Pointer[error]
+	sawError   bool
+	closeOnce  sync.Once
+}
+
+var (
+	dataPrefix  = []byte("data: ")
+	eventEnd    = []byte("\n\n")
+	doneFrame   = []byte("data: [DONE]\n\n")
+	usageObj    = []byte(`"usage":{`)
+	usageNullA  = []byte(`,"usage":null`)
+	usageNullB  = []byte(`"usage":null,`)
+	errorPrefix = []byte(`{"error"`)
+)
+
+// SupportsBodyWriteTo tells fasthttp to call WriteTo and frame each write
+// as its own flushed chunk.
+func (r *relay) SupportsBodyWriteTo() bool { return true }
+
+// WriteTo relays the upstream's events to w until the stream ends.
+func (r *relay) WriteTo(w io.Writer) (int64, error) {
+	r.startWatch()
+	defer r.stopWatch()
+	var written int64
+	for {
+		frame, last, err := r.nextFrame()
+		if len(frame) > 0 {
+			n, werr := w.Write(frame)
+			written += int64(n)
+			if werr != nil {
+				r.clientGone.Store(true)
+				r.up.Close(errClientClosed)
+				return written, werr
+			}
+		}
+		if last || err != nil {
+			return written, err
+		}
+	}
+}
+
+// Read lets fasthttp (or anyone) read the relayed body as a plain stream.
+func (r *relay) Read(p []byte) (int, error) {
+	for len(r.pending) == 0 {
+		if r.doneEOF {
+			return 0, io.EOF
+		}
+		frame, last, err := r.nextFrame()
+		if err != nil {
+			return 0, err
+		}
+		r.pending = frame
+		r.doneEOF = last
+	}
+	n := copy(p, r.pending)
+	r.pending = r.pending[n:]
+	return n, nil
+}
+
+// nextFrame reads the next upstream event and returns the bytes to send:
+// nothing for an event hidden from the client, and last=true after the
+// final frame.
+func (r *relay) nextFrame() (frame []byte, last bool, err error) {
+	st := r.st
+	ev, err := r.up.Next()
+	if err == io.EOF {
+		if r.sawError {
+			return nil, true, nil
+		}
+		return doneFrame, true, nil
+	}
+	if err != nil {
+		if r.clientGone.Load() {
+			st.status = 499
+			st.errCode = "client_closed_request"
+			return nil, true, errClientClosed
+		}
+		if cut := r.cutErr.Load(); cut != nil {
+			err = *cut
+		}
+		if r.sawError {
+			return nil, true, nil // the upstream already said why
+		}
+		e := toAPIError(err)
+		st.errCode, st.errType = e.code, e.typ
+		r.out = append(r.out[:0], dataPrefix...)
+		r.out = appendErrorJSON(r.out, e)
+		r.out = append(r.out, eventEnd...)
+		return r.out, true, nil
+	}
+	st.events++
+	if st.events == 1 {
+		st.ttft = r.s.now().Sub(st.start)
+	}
+	out := append(r.out[:0], dataPrefix...)
+	switch {
+	case bytes.HasPrefix(ev, errorPrefix):
+		r.sawError = true
+		typ, code, _, _ := providers.ParseError(ev)
+		st.errType, st.errCode = typ, orDefault(code, "upstream_error")
+		out = append(out, ev...)
+	case bytes.Contains(ev, usageObj):
+		if u, ok := providers.ParseUsage(ev); ok {
+			st.usage, st.hasUsage = u, true
+		}
+		if !r.wantUsage && isUsageOnly(ev) {
+			return nil, false, nil // the chunk we asked for, not the client
+		}
+		out = append(out, ev...)
+	case !r.wantUsage:
+		if i := bytes.Index(ev, usageNullA); i >= 0 {
+			out = append(out, ev[:i]...)
+			out = append(out, ev[i+len(usageNullA):]...)
+		} else if i := bytes.Index(ev, usageNullB); i >= 0 {
+			out = append(out, ev[:i]...)
+			out = append(out, ev[i+len(usageNullB):]...)
+		} else {
+			out = append(out, ev...)
+		}
+	default:
+		out = append(out, ev...)
+	}
+	out = append(out, eventEnd...)
+	r.out = out
+	st.bytesOut += len(out)
+	return out, false, nil
+}
+
+// isUsageOnly reports whether a chunk carries no choice (the usage chunk).
+func isUsageOnly(ev []byte) bool {
+	return bytes.Contains(ev, []byte(`"choices":[]`))
+}
+
+func (r *relay) startWatch() {
+	if r.conn == nil {
+		return
+	}
+	r.watchDone = make(chan struct{})
+	go func() {
+		defer close(r.watchDone)
+		var b [1]byte
+		n, _ := r.conn.Read(b[:])
+		if n > 0 {
+			r.stolen = true // a pipelined request: it cannot be served after this
+			return
+		}
+		if r.stopping.Load() {
+			return
+		}
+		r.clientGone.Store(true)
+		r.up.Close(errClientClosed)
+	}()
+}
+
+func (r *relay) stopWatch() {
+	if r.watchDone == nil {
+		return
+	}
+	r.stopping.Store(true)
+	_ = r.conn.SetReadDeadline(time.Now())
+	<-r.watchDone
+	_ = r.conn.SetReadDeadline(time.Time{})
+	if r.stolen {
+		_ = r.conn.Close()
+	}
+}
+
+// cut ends the stream early with err (shutdown).
+func (r *relay) cut(err error) {
+	r.cutErr.Store(&err)
+	r.up.Close(err)
+}
+
+// Close finishes the request: fasthttp calls it once the body is written
+// or the connection failed.
+func (r *relay) Close() error {
+	r.closeOnce.Do(func() {
+		r.up.Close(nil)
+		s := r.s
+		s.streamsMu.Lock()
+		delete(s.streams, r)
+		s.streamsMu.Unlock()
+		s.metrics.openStreams.Dec()
+		if r.clientGone.Load() && r.st.status == fasthttp.StatusOK {
+			r.st.status = 499
+			r.st.errCode = "client_closed_request"
+		}
+		s.finish(r.st)
+		r.st = nil
+	})
+	return nil
+}
+
+var _ fasthttp.BodyWriterTo = (*relay)(nil)
+

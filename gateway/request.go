@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mtai-dev/mtai/providers"
+	"github.com/mtai-dev/mtai/tenancy"
+)
+
+// Route labels for metrics and logs.
+const (
+	routeChat       = "chat_completions"
+	routeModels     = "models"
+	routeEmbeddings = "embeddings"
+)
+
+// reqState is what the gateway knows about one request, from its start to
+// its access-log line. Pooled; owned by the handler, then by the relay for
+// a stream.
+type reqState struct {
+	route     string
+	method    string
+	path      string
+	requestID string
+	start     time.Time
+	principal *tenancy.Principal
+
+	model      string // the model asked for (a routed name once validated)
+	deployment string
+	provider   string
+	attempts   int
+	stream     bool
+	status     int
+	errCode    string
+	errType    string
+	usage      providers.Usage
+	hasUsage   bool
+	ttft       time.Duration
+	events     int
+	bytesOut   int
+
+	chat   chatRequest
+	splice splicer
+	call   providers.Call
+}
+
+func (s *Server) begin(rc *fasthttp.RequestCtx, route string) *reqState {
+	st := s.reqPool.Get().(*reqState)
+	st.route = route
+	st.start = s.now()
+	st.method = string(rc.Method())
+	st.path = string(rc.Path())
+	st.requestID = string(rc.Response.Header.Peek("X-Request-ID"))
+	return st
+}
+
+func (st *reqState) fail(e apiError) {
+	st.status = e.status
+	st.errCode = e.code
+	st.errType = e.typ
+}
+
+func (st *reqState) served(sv providers.Served) {
+	st.attempts = sv.Attempts
+	if d := sv.Deployment; d != nil {
+		st.deployment = d.Name
+		st.provider = d.Provider
+	}
+}
+
+// finish writes the access-log line, records metrics and recycles st.
+func (s *Server) finish(st *reqState) {
+	elapsed := s.now().Sub(st.start)
+	s.metrics.observe(st, elapsed)
+	if ce := s.log.Check(zapcore.InfoLevel, "request"); ce != nil {
+		fields := make([]zap.Field, 0, 18)
+		fields = append(fields,
+			zap.String("request_id", st.requestID),
+			zap.String("method", st.method),
+			zap.String("path", st.path),
+			zap.Int("status", st.status),
+			zap.Duration("latency", elapsed),
+		)
+		if st.principal != nil {
+			fields = append(fields, zap.String("tenant", st.principal.Tenant))
+		}
+		if st.model != "" {
+			fields = append(fields, zap.String("model", st.model))
+		}
+		if st.deployment != "" {
+			fields = append(fields, zap.String("deployment", st.deployment), zap.Int("attempts", st.attempts))
+		}
+		if st.stream {
+			fields = append(fields, zap.Bool("stream", true), zap.Duration("ttft", st.ttft), zap.Int("events", st.events))
+		}
+		if st.hasUsage {
+			fields = append(fields, zap.Int64("prompt_tokens", st.usage.PromptTokens),
+				zap.Int64("completion_tokens", st.usage.CompletionTokens))
+		}
+		if st.errCode != "" {
+			fields = append(fields, zap.String("error_code", st.errCode))
+		}
+		ce.Write(fields...)
+	}
+	s.release(st)
+}
+
+func (s *Server) release(st *reqState) {
+	splice, call := st.splice, st.call
+	*st = reqState{}
+	splice.reset()
+	call.Reset()
+	st.splice, st.call = splice, call
+	s.reqPool.Put(st)
+}
