@@ -202,6 +202,7 @@ func (z zapPrintf) Printf(format string, args ...any) {
 
 // serverError answers errors fasthttp meets before our handler runs.
 func (s *Server) serverError(rc *fasthttp.RequestCtx, err error) {
+	s.requestID(rc)
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		writeError(rc, fmt.Errorf("%w: the limit is %d bytes", errBodyTooLarge, s.cfg.MaxBodyBytes))
 		return

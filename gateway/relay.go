@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -195,7 +196,7 @@ func isUsageOnly(ev []byte) bool {
 }
 
 func (r *relay) startWatch() {
-	if r.conn == nil {
+	if !watchable(r.conn) {
 		return
 	}
 	r.watchDone = make(chan struct{})
@@ -213,6 +214,18 @@ func (r *relay) startWatch() {
 		r.clientGone.Store(true)
 		r.up.Close(errClientClosed)
 	}()
+}
+
+// watchable reports whether c is a real connection that can be read while
+// the response is written (not fasthttp's in-memory stand-in).
+func watchable(c net.Conn) bool {
+	switch c.(type) {
+	case interface {
+		SyscallConn() (syscall.RawConn, error)
+	}, interface{ NetConn() net.Conn }:
+		return true
+	}
+	return false
 }
 
 func (r *relay) stopWatch() {
@@ -255,4 +268,3 @@ func (r *relay) Close() error {
 }
 
 var _ fasthttp.BodyWriterTo = (*relay)(nil)
-

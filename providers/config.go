@@ -160,11 +160,8 @@ func (c *Config) Validate() error {
 				if d.BaseURL == "" {
 					return fmt.Errorf("%s.base_url is required for provider %s", where, d.Provider)
 				}
-			case "mock":
 			case "":
 				return fmt.Errorf("%s.provider is required", where)
-			default:
-				return fmt.Errorf("%s.provider %q is unknown (want openai, azure or mock)", where, d.Provider)
 			}
 			if d.Weight < 0 {
 				return fmt.Errorf("%s.weight must not be negative", where)

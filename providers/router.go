@@ -3,8 +3,10 @@ package providers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -66,12 +68,18 @@ func NewRouter(cfg Config, factories map[string]Factory) (*Router, error) {
 		now:    time.Now,
 		sleep:  sleepCtx,
 	}
-	for _, m := range cfg.Models {
+	for i, m := range cfg.Models {
 		rt := &Route{Name: m.Name, OwnedBy: m.OwnedBy, Embeddings: m.Embeddings}
-		for _, dc := range m.Deployments {
+		for j, dc := range m.Deployments {
 			f, ok := factories[dc.Provider]
 			if !ok {
-				return nil, errors.New("providers: no factory for provider " + dc.Provider)
+				known := make([]string, 0, len(factories))
+				for k := range factories {
+					known = append(known, k)
+				}
+				sort.Strings(known)
+				return nil, fmt.Errorf("providers.models[%d].deployments[%d].provider %q is unknown (known: %s)",
+					i, j, dc.Provider, strings.Join(known, ", "))
 			}
 			client, err := f(dc)
 			if err != nil {
@@ -213,15 +221,17 @@ func (r *Router) do(ctx context.Context, rt *Route, attempt func(*Deployment) er
 				return served, err
 			}
 			lastErr = err
-			var ue *UpstreamError
 			if errors.Is(err, ErrNotSupported) {
 				break
 			}
+			if errors.Is(err, ErrTimeout) {
+				// A silent upstream is slow to find out about: do not wait for
+				// it twice, try the next deployment.
+				d.breaker.failure(r.now(), r.brk)
+				break
+			}
+			var ue *UpstreamError
 			if !errors.As(err, &ue) {
-				if errors.Is(err, ErrTimeout) {
-					d.breaker.failure(r.now(), r.brk)
-					continue
-				}
 				return served, err
 			}
 			if ue.Status != 429 && ue.Retryable() {

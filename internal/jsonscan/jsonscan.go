@@ -8,6 +8,7 @@
 package jsonscan
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -124,9 +125,30 @@ func literal(data []byte, i int, lit string) (int, error) {
 	return i, ErrSyntax
 }
 
+const (
+	lsb    = 0x0101010101010101
+	msb    = 0x8080808080808080
+	quotes = '"' * lsb
+	slashs = '\\' * lsb
+)
+
+// plain8 reports whether none of 8 bytes is a quote, a backslash or a
+// control character (SWAR: eight bytes tested at once).
+func plain8(w uint64) bool {
+	q := w ^ quotes
+	b := w ^ slashs
+	return ((q-lsb)&^q|(b-lsb)&^b|(w-0x20*lsb)&^w)&msb == 0
+}
+
 func skipString(data []byte, i int) (int, error) {
 	i++ // opening quote
 	for i < len(data) {
+		for i+8 <= len(data) && plain8(binary.LittleEndian.Uint64(data[i:])) {
+			i += 8
+		}
+		if i >= len(data) {
+			break
+		}
 		c := data[i]
 		switch {
 		case c == '"':
