@@ -66,6 +66,9 @@ func (s *Server) chat(rc *fasthttp.RequestCtx, st *reqState) error {
 	if rt.Embeddings {
 		return invalid("model", "'"+model+"' is an embeddings model; use /v1/embeddings.")
 	}
+	if err := s.reserve(rc, st); err != nil {
+		return err
+	}
 	if p.Policy != nil && p.Policy.SystemPrompt != "" {
 		text, _, _ := sp.jsonString(`{"role":"system","content":`, p.Policy.SystemPrompt, "},")
 		sp.add(edit{at: req.msgStart + 1, end: req.msgStart + 1, text: text})

@@ -46,6 +46,7 @@ type reqState struct {
 	chat   chatRequest
 	splice splicer
 	call   providers.Call
+	lim    limitState
 }
 
 func (s *Server) begin(rc *fasthttp.RequestCtx, route string) *reqState {
@@ -74,6 +75,7 @@ func (st *reqState) served(sv providers.Served) {
 
 // finish writes the access-log line, records metrics and recycles st.
 func (s *Server) finish(st *reqState) {
+	s.settle(st)
 	elapsed := s.now().Sub(st.start)
 	s.metrics.observe(st, elapsed)
 	if ce := s.log.Check(zapcore.InfoLevel, "request"); ce != nil {
