@@ -79,7 +79,9 @@ func TestStreamChunksAndUsage(t *testing.T) {
 			Choices []struct {
 				Delta struct{ Content string }
 			}
-			Usage *struct{ TotalTokens int `json:"total_tokens"` }
+			Usage *struct {
+				TotalTokens int `json:"total_tokens"`
+			}
 		}
 		if err := json.Unmarshal(ev, &c); err != nil {
 			t.Fatalf("chunk %s: %v", ev, err)
