@@ -129,3 +129,20 @@ func TestChatRequestErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestAllowedHosts(t *testing.T) {
+	rec := &recorder{answer: answerJSON}
+	router := newTestServer(t, rec, nil).router
+	s, err := New(Options{Config: Config{Addr: "127.0.0.1:0", AllowedHosts: []string{"api.example.com"}}, Router: router,
+		Keys: &policyKeys{p: &tenancy.Principal{Tenant: "t1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"model":"same","messages":[{"role":"user","content":"x"}]}`
+	if resp := do(s.Handler(), "POST", "/v1/chat/completions", body, "Host", "evil.example.com"); resp.StatusCode() != 400 {
+		t.Errorf("other host: status %d", resp.StatusCode())
+	}
+	if resp := do(s.Handler(), "POST", "/v1/chat/completions", body, "Host", "API.example.com:443"); resp.StatusCode() != 200 {
+		t.Errorf("allowed host: status %d %s", resp.StatusCode(), resp.Body())
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,9 @@ type Config struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxConns caps concurrent client connections. Default 65536.
 	MaxConns int `yaml:"max_conns"`
+	// AllowedHosts, when set, lists the Host header values served (port
+	// ignored); others get 400. Empty or "*" serves any host (ALLOWED_HOSTS).
+	AllowedHosts []string `yaml:"-"`
 }
 
 // SetDefaults fills zero values with the documented defaults.
@@ -242,8 +246,20 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 		writeError(rc, fmt.Errorf("panic: %v", v))
 	}
 	h := r.Handler
+	hosts := map[string]bool{}
+	for _, host := range s.cfg.AllowedHosts {
+		if host == "*" {
+			hosts = nil
+			break
+		}
+		hosts[strings.ToLower(host)] = true
+	}
 	return func(rc *fasthttp.RequestCtx) {
 		s.requestID(rc)
+		if len(hosts) > 0 && !hosts[hostOnly(rc.Host())] {
+			writeError(rc, invalid("", "Host "+strconv.Quote(string(rc.Host()))+" is not served here (ALLOWED_HOSTS)."))
+			return
+		}
 		h(rc)
 	}
 }
@@ -265,6 +281,15 @@ func (s *Server) requestID(rc *fasthttp.RequestCtx) []byte {
 	}
 	rc.Response.Header.SetBytesV("X-Request-ID", id)
 	return id
+}
+
+// hostOnly returns the lower-cased host of a Host header, without port.
+func hostOnly(h []byte) string {
+	s := strings.ToLower(string(h))
+	if host, _, err := net.SplitHostPort(s); err == nil {
+		return strings.Trim(host, "[]")
+	}
+	return s
 }
 
 func printable(b []byte) bool {

@@ -104,6 +104,10 @@ func do(h fasthttp.RequestHandler, method, path, body string, header ...string) 
 	req.SetRequestURI("http://gw" + path)
 	req.Header.Set("Authorization", "Bearer "+testKey)
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i] == "Host" {
+			req.SetHost(header[i+1])
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	if body != "" {

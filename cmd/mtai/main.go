@@ -120,6 +120,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		return err
 	}
 	keys[key] = "demo"
+	cfg.Server.AllowedHosts = cfg.AllowedHosts
 	gw, err := gateway.New(gateway.Options{
 		Config:  cfg.Server,
 		Router:  router,
