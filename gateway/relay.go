@@ -71,9 +71,8 @@ var (
 	dataPrefix  = []byte("data: ")
 	eventEnd    = []byte("\n\n")
 	doneFrame   = []byte("data: [DONE]\n\n")
-	usageObj    = []byte(`"usage":{`)
-	usageNullA  = []byte(`,"usage":null`)
-	usageNullB  = []byte(`"usage":null,`)
+	usageKey    = []byte(`usage":`)
+	nullLit     = []byte("null")
 	errorPrefix = []byte(`{"error"`)
 )
 
@@ -157,31 +156,38 @@ func (r *relay) nextFrame() (frame []byte, last bool, err error) {
 		st.ttft = r.s.now().Sub(st.start)
 	}
 	out := append(r.out[:0], dataPrefix...)
-	switch {
-	case bytes.HasPrefix(ev, errorPrefix):
+	if bytes.HasPrefix(ev, errorPrefix) {
 		r.sawError = true
 		typ, code, _, _ := providers.ParseError(ev)
 		st.errType, st.errCode = typ, orDefault(code, "upstream_error")
 		out = append(out, ev...)
-	case bytes.Contains(ev, usageObj):
-		if u, ok := providers.ParseUsage(ev); ok {
-			st.usage, st.hasUsage = u, true
-		}
-		if !r.wantUsage && isUsageOnly(ev) {
-			return nil, false, nil // the chunk we asked for, not the client
-		}
-		out = append(out, ev...)
-	case !r.wantUsage:
-		if i := bytes.Index(ev, usageNullA); i >= 0 {
-			out = append(out, ev[:i]...)
-			out = append(out, ev[i+len(usageNullA):]...)
-		} else if i := bytes.Index(ev, usageNullB); i >= 0 {
-			out = append(out, ev[:i]...)
-			out = append(out, ev[i+len(usageNullB):]...)
-		} else {
+	} else if i := bytes.Index(ev, usageKey); i > 0 && ev[i-1] == '"' {
+		// One scan finds the usage key, whose value is an object (the
+		// usage chunk) or null (on every chunk once include_usage is on).
+		v := ev[i+len(usageKey):]
+		switch {
+		case len(v) > 0 && v[0] == '{':
+			if u, ok := providers.ParseUsage(ev); ok {
+				st.usage, st.hasUsage = u, true
+			}
+			if !r.wantUsage && isUsageOnly(ev) {
+				return nil, false, nil // the chunk we asked for, not the client
+			}
+			out = append(out, ev...)
+		case !r.wantUsage && bytes.HasPrefix(v, nullLit):
+			// drop `,"usage":null` (or `"usage":null,`) for a client that did not ask
+			from, to := i-1, i+len(usageKey)+len(nullLit)
+			if from > 0 && ev[from-1] == ',' {
+				from--
+			} else if to < len(ev) && ev[to] == ',' {
+				to++
+			}
+			out = append(out, ev[:from]...)
+			out = append(out, ev[to:]...)
+		default:
 			out = append(out, ev...)
 		}
-	default:
+	} else {
 		out = append(out, ev...)
 	}
 	out = append(out, eventEnd...)
