@@ -119,6 +119,8 @@ type Options struct {
 	Optional []Checker
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Meter receives usage events; nil: none are recorded.
+	Meter Meter
 }
 
 // Server serves the gateway's HTTP API. Build it with New, run it with Serve.
@@ -133,6 +135,7 @@ type Server struct {
 	now      func() time.Time
 	started  time.Time
 	metrics  *Metrics
+	usage    Meter
 
 	srv *fasthttp.Server
 
@@ -168,7 +171,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		cfg: o.Config, router: o.Router, keys: o.Keys, log: o.Logger, version: o.Version,
-		checks: o.Checks, optional: o.Optional, now: o.Now, metrics: NewMetrics(),
+		checks: o.Checks, optional: o.Optional, now: o.Now, metrics: NewMetrics(), usage: o.Meter,
 		streams: make(map[*relay]struct{}),
 	}
 	s.started = s.now()

@@ -76,6 +76,7 @@ func (st *reqState) served(sv providers.Served) {
 // finish writes the access-log line, records metrics and recycles st.
 func (s *Server) finish(st *reqState) {
 	s.settle(st)
+	s.meter(st)
 	elapsed := s.now().Sub(st.start)
 	s.metrics.observe(st, elapsed)
 	if ce := s.log.Check(zapcore.InfoLevel, "request"); ce != nil {
