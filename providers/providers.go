@@ -109,9 +109,10 @@ type UpstreamError struct {
 	Deployment string
 	// Status is the upstream HTTP status; 0 for a connection failure.
 	Status int
-	// Type, Code and Message come from the upstream's error body when it had one.
+	// Type, Code, Param and Message come from the upstream's error body when it had one.
 	Type    string
 	Code    string
+	Param   string
 	Message string
 	// RetryAfter is what the upstream asked for, 0 when it did not say.
 	RetryAfter time.Duration

@@ -43,9 +43,25 @@ func ParseUsage(doc []byte) (u Usage, ok bool) {
 // ParseError reads an OpenAI-shaped error body {"error":{message,type,code}}.
 // ok is false when body is not one.
 func ParseError(body []byte) (typ, code, message string, ok bool) {
+	e, ok := ParseErrorBody(body)
+	return e.Type, e.Code, e.Message, ok
+}
+
+// ErrorBody is the content of an OpenAI-shaped error.
+type ErrorBody struct {
+	Type, Code, Param, Message string
+}
+
+// ParseErrorBody reads an OpenAI-shaped error body, param included.
+func ParseErrorBody(body []byte) (e ErrorBody, ok bool) {
+	typ, code, param, message, ok := parseError(body)
+	return ErrorBody{Type: typ, Code: code, Param: param, Message: message}, ok
+}
+
+func parseError(body []byte) (typ, code, param, message string, ok bool) {
 	s, e, found := jsonscan.Find(body, 0, "error")
 	if !found || body[s] != '{' {
-		return "", "", "", false
+		return "", "", "", "", false
 	}
 	obj := body[s:e]
 	_, _ = jsonscan.Object(obj, 0, func(f jsonscan.Field) bool {
@@ -58,10 +74,12 @@ func ParseError(body []byte) (typ, code, message string, ok bool) {
 			typ = string(v)
 		case "code":
 			code = string(v)
+		case "param":
+			param = string(v)
 		case "message":
 			message = string(v)
 		}
 		return true
 	})
-	return typ, code, message, true
+	return typ, code, param, message, true
 }

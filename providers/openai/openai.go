@@ -188,9 +188,8 @@ func (c *Client) transportError(err error) error {
 
 func (c *Client) statusError(resp *fasthttp.Response) error {
 	e := &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Status: resp.StatusCode()}
-	typ, code, msg, ok := providers.ParseError(resp.Body())
-	if ok {
-		e.Type, e.Code, e.Message = typ, code, msg
+	if body, ok := providers.ParseErrorBody(resp.Body()); ok {
+		e.Type, e.Code, e.Param, e.Message = body.Type, body.Code, body.Param, body.Message
 	} else {
 		b := resp.Body()
 		if len(b) > 200 {
@@ -311,7 +310,9 @@ func (s *stream) next() ([]byte, error) {
 				return nil, io.EOF
 			}
 			if hasData {
-				s.ev = append(s.ev, '\n')
+				// SSE joins data lines with a newline; the payload is JSON, where
+				// a space is the same and keeps the relayed event on one line.
+				s.ev = append(s.ev, ' ')
 			}
 			s.ev = append(s.ev, payload...)
 			hasData = true

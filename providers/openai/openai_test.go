@@ -130,7 +130,7 @@ func TestStreamParsing(t *testing.T) {
 		}
 		got = append(got, string(ev))
 	}
-	want := []string{`{"a":1}`, "{\"b\":\n2}", `{"c":3}`}
+	want := []string{`{"a":1}`, `{"b": 2}`, `{"c":3}`}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("events = %q, want %q", got, want)
 	}
