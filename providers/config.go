@@ -35,14 +35,23 @@ type DeploymentConfig struct {
 	// Name identifies the deployment in logs and metrics; default provider/model.
 	Name string `yaml:"name"`
 	// Provider is the protocol: openai (also any OpenAI-compatible server:
-	// vLLM, Ollama, ...), azure, or mock.
+	// vLLM, Ollama, ...), azure, anthropic, bedrock, or mock.
 	Provider string `yaml:"provider"`
 	// Model is the upstream's model name; default: the route's name. For
 	// azure it is the deployment name in the URL.
 	Model string `yaml:"model"`
 	// BaseURL of the upstream API, e.g. https://api.openai.com/v1 (the
-	// default for openai) or https://NAME.openai.azure.com for azure.
+	// default for openai), https://NAME.openai.azure.com for azure,
+	// https://api.anthropic.com (the default for anthropic); optional for
+	// bedrock (https://bedrock-runtime.REGION.amazonaws.com sets the region;
+	// any other URL is the endpoint).
 	BaseURL string `yaml:"base_url"`
+	// Region is a bedrock deployment's AWS region; default: base_url's, else
+	// AWS_REGION / AWS_DEFAULT_REGION / the AWS profile's.
+	Region string `yaml:"region"`
+	// MaxTokens is sent as max_tokens when a request sets none: anthropic
+	// default 4096 (Anthropic requires one); bedrock default none (the model's own).
+	MaxTokens int `yaml:"max_tokens"`
 	// APIKeyEnv names the environment variable holding the key. The key
 	// itself never appears in the config file or a log line.
 	APIKeyEnv string `yaml:"api_key_env"`
@@ -129,6 +138,9 @@ func (c *Config) SetDefaults() {
 			if d.Provider == "openai" && d.BaseURL == "" {
 				d.BaseURL = "https://api.openai.com/v1"
 			}
+			if d.Provider == "anthropic" && d.BaseURL == "" {
+				d.BaseURL = "https://api.anthropic.com"
+			}
 			if d.Provider == "azure" && d.APIVersion == "" {
 				d.APIVersion = "2024-10-21"
 			}
@@ -168,6 +180,9 @@ func (c *Config) Validate() error {
 			}
 			if d.Timeout < 0 {
 				return fmt.Errorf("%s.timeout must not be negative", where)
+			}
+			if d.MaxTokens < 0 {
+				return fmt.Errorf("%s.max_tokens must not be negative", where)
 			}
 		}
 	}
