@@ -32,10 +32,40 @@ func (s *Server) chat(rc *fasthttp.RequestCtx, st *reqState) error {
 		return err
 	}
 	st.principal = p
-	body := rc.PostBody()
+	rt, err := s.prepareChat(rc, st, rc.PostBody())
+	if err != nil {
+		return err
+	}
+	if st.chat.stream {
+		return s.startStream(rc, st, rt)
+	}
+	resp, served, err := s.router.Complete(s.ctx, rt, &st.call)
+	st.served(served)
+	if err != nil {
+		return err
+	}
+	defer resp.Release()
+	st.usage, st.hasUsage = resp.Usage, resp.Usage.TotalTokens > 0
+	rc.SetStatusCode(fasthttp.StatusOK)
+	rc.SetContentType("application/json")
+	if st.deployment != "" {
+		rc.Response.Header.Set("X-Mtai-Deployment", st.deployment)
+	}
+	rc.SetBody(resp.Body)
+	st.bytesOut = len(resp.Body)
+	return nil
+}
+
+// prepareChat validates an OpenAI chat request body and applies the
+// tenant's policy to it (default model, allowed models, system prompt), the
+// rate limits and budget, and the usage request of streams; it leaves the
+// upstream call in st.call and returns the route. st.principal is set.
+// /v1/chat/completions and the platform chat (/api/v1/chat) share it.
+func (s *Server) prepareChat(rc *fasthttp.RequestCtx, st *reqState, body []byte) (*providers.Route, error) {
+	p := st.principal
 	req := &st.chat
 	if err := parseChatRequest(body, req); err != nil {
-		return err
+		return nil, err
 	}
 	sp := &st.splice
 
@@ -43,7 +73,7 @@ func (s *Server) chat(rc *fasthttp.RequestCtx, st *reqState) error {
 	model := string(req.model)
 	if req.modelEnd == 0 || len(req.model) == 0 {
 		if p.Policy == nil || p.Policy.DefaultModel == "" {
-			return invalid("model", "'model' is required.")
+			return nil, invalid("model", "'model' is required.")
 		}
 		model = p.Policy.DefaultModel
 		if req.modelEnd == 0 {
@@ -58,16 +88,16 @@ func (s *Server) chat(rc *fasthttp.RequestCtx, st *reqState) error {
 	st.model = model
 	rt, ok := s.router.Route(model)
 	if !ok {
-		return fmt.Errorf("%w: the model '%s' does not exist or you do not have access to it", providers.ErrModelNotFound, model)
+		return nil, fmt.Errorf("%w: the model '%s' does not exist or you do not have access to it", providers.ErrModelNotFound, model)
 	}
 	if !p.Policy.Allows(model) {
-		return fmt.Errorf("%w: '%s' is not in the tenant's allowed models", errModelNotAllowed, model)
+		return nil, fmt.Errorf("%w: '%s' is not in the tenant's allowed models", errModelNotAllowed, model)
 	}
 	if rt.Embeddings {
-		return invalid("model", "'"+model+"' is an embeddings model; use /v1/embeddings.")
+		return nil, invalid("model", "'"+model+"' is an embeddings model; use /v1/embeddings.")
 	}
 	if err := s.reserve(rc, st); err != nil {
-		return err
+		return nil, err
 	}
 	if p.Policy != nil && p.Policy.SystemPrompt != "" {
 		text, _, _ := sp.jsonString(`{"role":"system","content":`, p.Policy.SystemPrompt, "},")
@@ -95,25 +125,7 @@ func (s *Server) chat(rc *fasthttp.RequestCtx, st *reqState) error {
 	out, ms, me := sp.apply(body, req.modelStart, req.modelEnd)
 	call := &st.call
 	call.Body, call.ModelStart, call.ModelEnd, call.RequestID = out, ms, me, st.requestID
-
-	if req.stream {
-		return s.startStream(rc, st, rt)
-	}
-	resp, served, err := s.router.Complete(s.ctx, rt, call)
-	st.served(served)
-	if err != nil {
-		return err
-	}
-	defer resp.Release()
-	st.usage, st.hasUsage = resp.Usage, resp.Usage.TotalTokens > 0
-	rc.SetStatusCode(fasthttp.StatusOK)
-	rc.SetContentType("application/json")
-	if st.deployment != "" {
-		rc.Response.Header.Set("X-Mtai-Deployment", st.deployment)
-	}
-	rc.SetBody(resp.Body)
-	st.bytesOut = len(resp.Body)
-	return nil
+	return rt, nil
 }
 
 // objStart returns the index just after the body's opening '{'.

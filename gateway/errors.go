@@ -18,6 +18,7 @@ var (
 	errModelNotAllowed = errors.New("model not allowed for this tenant")
 	errNotFound        = errors.New("not found")
 	errMethod          = errors.New("method not allowed")
+	errBadCredentials  = errors.New("incorrect username or password")
 )
 
 // requestError is a problem with what the client sent: 400 unless status is set.
@@ -52,6 +53,8 @@ type apiError struct {
 func toAPIError(err error) apiError {
 	var re *requestError
 	var ue *providers.UpstreamError
+	var ve *tenancy.ValidationError
+	var le *limitError
 	switch {
 	case errors.As(err, &re):
 		st := re.status
@@ -59,9 +62,15 @@ func toAPIError(err error) apiError {
 			st = fasthttp.StatusBadRequest
 		}
 		return apiError{status: st, typ: "invalid_request_error", code: re.code, param: re.param, message: re.message, noRetry: true}
+	case errors.As(err, &ve):
+		return apiError{status: 400, typ: "invalid_request_error", param: ve.Field, message: ve.Error(), noRetry: true}
+	case errors.Is(err, errBadCredentials):
+		return apiError{status: 401, typ: "invalid_request_error", code: "invalid_credentials", message: "Incorrect tenant, username or password.", noRetry: true}
+	case errors.Is(err, tenancy.ErrConflict):
+		return apiError{status: 409, typ: "invalid_request_error", code: "conflict", message: err.Error(), noRetry: true}
 	case errors.Is(err, tenancy.ErrUnauthenticated):
 		return apiError{status: 401, typ: "invalid_request_error", code: "invalid_api_key",
-			message: "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'.", noRetry: true}
+			message: "Incorrect or missing credentials: send 'Authorization: Bearer <API key>' (or a token from /api/v1/auth/login with X-Tenant-ID).", noRetry: true}
 	case errors.Is(err, errModelNotAllowed):
 		return apiError{status: 403, typ: "invalid_request_error", code: "model_not_allowed", param: "model",
 			message: err.Error(), noRetry: true}
@@ -79,6 +88,8 @@ func toAPIError(err error) apiError {
 	case errors.Is(err, providers.ErrNotSupported):
 		return apiError{status: 400, typ: "invalid_request_error", code: "unsupported_model", param: "model",
 			message: err.Error(), noRetry: true}
+	case errors.As(err, &le):
+		return le.apiError()
 	case errors.Is(err, errClientClosed):
 		return apiError{status: 499, typ: "invalid_request_error", code: "client_closed_request", message: err.Error()}
 	case errors.Is(err, errShuttingDown):
@@ -120,7 +131,7 @@ func upstreamAPIError(ue *providers.UpstreamError) apiError {
 		return apiError{status: 429, typ: orDefault(typ, "requests"), code: code, message: msg, retryAfter: ra,
 			noRetry: code == "insufficient_quota"}
 	case ue.Status == 400 || ue.Status == 404 || ue.Status == 413 || ue.Status == 422:
-		return apiError{status: ue.Status, typ: orDefault(typ, "invalid_request_error"), code: ue.Code, message: msg, noRetry: true}
+		return apiError{status: ue.Status, typ: orDefault(typ, "invalid_request_error"), code: ue.Code, param: ue.Param, message: msg, noRetry: true}
 	case ue.Status == 401 || ue.Status == 403:
 		return apiError{status: 502, typ: "server_error", code: "upstream_auth_failed",
 			message: "The model's provider refused the gateway's credentials; an operator must fix the deployment's key."}

@@ -9,6 +9,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -121,6 +122,13 @@ type Options struct {
 	Now func() time.Time
 	// Meter receives usage events; nil: none are recorded.
 	Meter Meter
+	// Platform serves /api/v1 (auth, tenants, keys, users); nil: not served.
+	Platform Platform
+	// Limiter applies tenants' rate limits and budgets (NewLimiter); nil:
+	// no limits.
+	Limiter *Limiter
+	// Conversations stores /api/v1/chat's conversations (with Platform); nil: /api/v1/chat is not served.
+	Conversations ConversationStore
 }
 
 // Server serves the gateway's HTTP API. Build it with New, run it with Serve.
@@ -135,7 +143,10 @@ type Server struct {
 	now      func() time.Time
 	started  time.Time
 	metrics  *Metrics
+	limiter  *Limiter
 	usage    Meter
+	platform Platform
+	convs    ConversationStore
 
 	srv *fasthttp.Server
 
@@ -171,7 +182,8 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		cfg: o.Config, router: o.Router, keys: o.Keys, log: o.Logger, version: o.Version,
-		checks: o.Checks, optional: o.Optional, now: o.Now, metrics: NewMetrics(), usage: o.Meter,
+		checks: o.Checks, optional: o.Optional, now: o.Now, metrics: NewMetrics(), limiter: o.Limiter, usage: o.Meter,
+		platform: o.Platform, convs: o.Conversations,
 		streams: make(map[*relay]struct{}),
 	}
 	s.started = s.now()
@@ -187,7 +199,8 @@ func New(o Options) (*Server, error) {
 		IdleTimeout:                   s.cfg.IdleTimeout,
 		MaxRequestBodySize:            s.cfg.MaxBodyBytes,
 		Concurrency:                   s.cfg.MaxConns,
-		ReadBufferSize:                8192,
+		ReadBufferSize:                4096, // request headers must fit; every open connection holds one
+		WriteBufferSize:               4096,
 		NoDefaultServerHeader:         true,
 		NoDefaultDate:                 false,
 		DisableHeaderNamesNormalizing: false,
@@ -237,6 +250,11 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.GET("/v1/models", s.api(routeModels, s.listModels))
 	r.GET("/v1/models/{model:*}", s.api(routeModels, s.getModel))
 	r.POST("/v1/embeddings", s.api(routeEmbeddings, s.embeddings))
+	r.POST("/v1/messages", s.messagesHandler)
+	s.platformRoutes(r)
+	s.chatRoutes(r)
+	s.ragRoutes(r)
+	s.docsRoutes(r)
 
 	r.NotFound = func(rc *fasthttp.RequestCtx) {
 		writeError(rc, fmt.Errorf("%w: no route for %s %s", errNotFound, rc.Method(), rc.Path()))
@@ -259,6 +277,9 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	}
 	return func(rc *fasthttp.RequestCtx) {
 		s.requestID(rc)
+		if p := rc.Path(); string(p) == "/api/v1/tenants" || string(p) == "/api/v1/chat" {
+			rc.URI().SetPath(string(p) + "/") // both forms of the documented paths
+		}
 		if len(hosts) > 0 && !hosts[hostOnly(rc.Host())] {
 			writeError(rc, invalid("", "Host "+strconv.Quote(string(rc.Host()))+" is not served here (ALLOWED_HOSTS)."))
 			return
@@ -314,8 +335,17 @@ func (s *Server) authenticate(rc *fasthttp.RequestCtx) (*tenancy.Principal, erro
 		}
 		return nil, tenancy.ErrUnauthenticated
 	}
-	return s.keys.ResolveKey(s.ctx, h[len(bearer):])
+	token := h[len(bearer):]
+	if s.platform != nil && !bytes.HasPrefix(token, skPrefix) {
+		// not an API key: a JWT, whose tenant must match X-Tenant-ID
+		if th := rc.Request.Header.Peek("X-Tenant-ID"); len(th) > 0 {
+			return s.platform.AuthenticateJWT(s.ctx, string(token), string(th))
+		}
+	}
+	return s.keys.ResolveKey(s.ctx, token)
 }
+
+var skPrefix = []byte("sk-")
 
 // plain wraps a handler that needs no authentication, with access logging.
 func (s *Server) plain(h func(rc *fasthttp.RequestCtx)) fasthttp.RequestHandler {

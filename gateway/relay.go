@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/mtai-dev/mtai/internal/jsonscan"
 	"github.com/mtai-dev/mtai/providers"
 )
 
@@ -22,6 +23,13 @@ func (s *Server) startStream(rc *fasthttp.RequestCtx, st *reqState, rt *provider
 	if err != nil {
 		return err
 	}
+	s.relayStream(rc, st, up)
+	return nil
+}
+
+// relayStream answers the open upstream stream up: SSE headers, and a
+// relay as the response body, which finishes st when the stream ends.
+func (s *Server) relayStream(rc *fasthttp.RequestCtx, st *reqState, up providers.Stream) {
 	r := &relay{s: s, st: st, up: up, conn: rc.Conn(), wantUsage: st.chat.includeUsage}
 	s.streamsMu.Lock()
 	s.streams[r] = struct{}{}
@@ -36,7 +44,6 @@ func (s *Server) startStream(rc *fasthttp.RequestCtx, st *reqState, rt *provider
 		rc.Response.Header.Set("X-Mtai-Deployment", st.deployment)
 	}
 	rc.SetBodyStream(r, -1)
-	return nil
 }
 
 // relay is the body of a streamed response: fasthttp calls WriteTo on the
@@ -155,6 +162,7 @@ func (r *relay) nextFrame() (frame []byte, last bool, err error) {
 	if st.events == 1 {
 		st.ttft = r.s.now().Sub(st.start)
 	}
+	r.s.collectStream(st, ev) // for metering, should the stream end without usage
 	out := append(r.out[:0], dataPrefix...)
 	if bytes.HasPrefix(ev, errorPrefix) {
 		r.sawError = true
@@ -164,7 +172,7 @@ func (r *relay) nextFrame() (frame []byte, last bool, err error) {
 	} else if i := bytes.Index(ev, usageKey); i > 0 && ev[i-1] == '"' {
 		// One scan finds the usage key, whose value is an object (the
 		// usage chunk) or null (on every chunk once include_usage is on).
-		v := ev[i+len(usageKey):]
+		v := ev[jsonscan.SkipSpace(ev, i+len(usageKey)):]
 		switch {
 		case len(v) > 0 && v[0] == '{':
 			if u, ok := providers.ParseUsage(ev); ok {
@@ -176,11 +184,11 @@ func (r *relay) nextFrame() (frame []byte, last bool, err error) {
 			out = append(out, ev...)
 		case !r.wantUsage && bytes.HasPrefix(v, nullLit):
 			// drop `,"usage":null` (or `"usage":null,`) for a client that did not ask
-			from, to := i-1, i+len(usageKey)+len(nullLit)
-			if from > 0 && ev[from-1] == ',' {
-				from--
-			} else if to < len(ev) && ev[to] == ',' {
-				to++
+			from, to := i-1, len(ev)-len(v)+len(nullLit)
+			if j := lastNonSpace(ev, from); j >= 0 && ev[j] == ',' {
+				from = j
+			} else if k := jsonscan.SkipSpace(ev, to); k < len(ev) && ev[k] == ',' {
+				to = k + 1
 			}
 			out = append(out, ev[:from]...)
 			out = append(out, ev[to:]...)
@@ -196,9 +204,26 @@ func (r *relay) nextFrame() (frame []byte, last bool, err error) {
 	return out, false, nil
 }
 
-// isUsageOnly reports whether a chunk carries no choice (the usage chunk).
+// isUsageOnly reports whether a chunk carries no choice (the usage chunk),
+// whatever the upstream's spacing.
 func isUsageOnly(ev []byte) bool {
-	return bytes.Contains(ev, []byte(`"choices":[]`))
+	s, e, ok := jsonscan.Find(ev, 0, "choices")
+	if !ok {
+		return true
+	}
+	return ev[s] == '[' && jsonscan.SkipSpace(ev, s+1) == e-1
+}
+
+// lastNonSpace returns the index of the last non-space byte before i, or -1.
+func lastNonSpace(b []byte, i int) int {
+	for i--; i >= 0; i-- {
+		switch b[i] {
+		case ' ', '\t', '\r', '\n':
+		default:
+			return i
+		}
+	}
+	return -1
 }
 
 func (r *relay) startWatch() {

@@ -47,6 +47,7 @@ type reqState struct {
 	splice splicer
 	call   providers.Call
 	lim    limitState
+	bill   meterState
 }
 
 func (s *Server) begin(rc *fasthttp.RequestCtx, route string) *reqState {

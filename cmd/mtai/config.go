@@ -1,13 +1,10 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -33,27 +30,41 @@ type Config struct {
 	Server gateway.Config `yaml:"server"`
 	// Providers is the routing table.
 	Providers providers.Config `yaml:"providers"`
-	// Keys are static API keys, each bound to a tenant name.
-	Keys []KeyConfig `yaml:"keys"`
 
-	// BootstrapKey is MTAI_BOOTSTRAP_API_KEY (never from the file).
+	// DatabaseURL selects PostgreSQL (DATABASE_URL); empty: SQLite in DataDir.
+	DatabaseURL string `yaml:"-"`
+	// RedisURL enables Redis for limits and cache invalidation (REDIS_URL).
+	RedisURL string `yaml:"-"`
+	// JWTSecret signs login tokens (MTAI_JWT_SECRET); empty: kept in DataDir.
+	JWTSecret string `yaml:"-"`
+	// JWTTTL is how long a login token lasts (MTAI_JWT_TTL). Default 1h.
+	JWTTTL time.Duration `yaml:"jwt_ttl"`
+
+	// Limits configures rate limiting and budgets.
+	Limits LimitsConfig `yaml:"limits"`
+	// PricesFile overrides the built-in price table (MTAI_PRICES_FILE).
+	PricesFile string `yaml:"prices_file"`
+
+	// BootstrapTenant names the first tenant (MTAI_BOOTSTRAP_TENANT). Default demo.
+	BootstrapTenant string `yaml:"-"`
+	// BootstrapAdminPassword is the first admin's password (MTAI_BOOTSTRAP_ADMIN_PASSWORD); generated when empty.
+	BootstrapAdminPassword string `yaml:"-"`
+	// BootstrapKey is the first API key (MTAI_BOOTSTRAP_API_KEY); generated when empty.
 	BootstrapKey string `yaml:"-"`
 }
 
-// KeyConfig is one static API key.
-type KeyConfig struct {
-	Key    string `yaml:"key"`
-	Tenant string `yaml:"tenant"`
-}
-
-// String is the config with secrets redacted, for logs.
-func (k KeyConfig) String() string { return k.Tenant + ":" + redact(k.Key) }
-
-func redact(s string) string {
-	if len(s) <= 12 {
-		return "****"
-	}
-	return s[:8] + "****"
+// LimitsConfig configures the rate limiter.
+type LimitsConfig struct {
+	// FailOpen decides requests in process (with a fair share of each limit)
+	// while Redis is unreachable; false refuses them with 503
+	// (MTAI_LIMIT_FAIL_OPEN). Default true.
+	FailOpen *bool `yaml:"fail_open"`
+	// Replicas is the number of gateway replicas, for the fair share when
+	// failing open (MTAI_REPLICAS). Default 1.
+	Replicas int `yaml:"replicas"`
+	// DefaultMaxTokens is reserved for a request without max_tokens
+	// (MTAI_LIMIT_DEFAULT_MAX_TOKENS). Default 1024.
+	DefaultMaxTokens int64 `yaml:"default_max_tokens"`
 }
 
 // LoadConfig builds the configuration from the file and getenv.
@@ -106,6 +117,45 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		c.Server.ShutdownGrace = d
 	}
 	c.BootstrapKey = getenv("MTAI_BOOTSTRAP_API_KEY")
+	if v := getenv("MTAI_LIMIT_FAIL_OPEN"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("MTAI_LIMIT_FAIL_OPEN=%q is not a boolean", v)
+		}
+		c.Limits.FailOpen = &b
+	}
+	if v := getenv("MTAI_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("MTAI_REPLICAS=%q: want a positive integer", v)
+		}
+		c.Limits.Replicas = n
+	}
+	if v := getenv("MTAI_LIMIT_DEFAULT_MAX_TOKENS"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("MTAI_LIMIT_DEFAULT_MAX_TOKENS=%q: want a positive integer", v)
+		}
+		c.Limits.DefaultMaxTokens = n
+	}
+	if v := getenv("MTAI_PRICES_FILE"); v != "" {
+		c.PricesFile = v
+	}
+	c.BootstrapAdminPassword = getenv("MTAI_BOOTSTRAP_ADMIN_PASSWORD")
+	c.BootstrapTenant = getenv("MTAI_BOOTSTRAP_TENANT")
+	if c.BootstrapTenant == "" {
+		c.BootstrapTenant = "demo"
+	}
+	c.DatabaseURL = getenv("DATABASE_URL")
+	c.RedisURL = getenv("REDIS_URL")
+	c.JWTSecret = getenv("MTAI_JWT_SECRET")
+	if v := getenv("MTAI_JWT_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Minute {
+			return nil, fmt.Errorf("MTAI_JWT_TTL=%q: want a duration of at least 1m", v)
+		}
+		c.JWTTTL = d
+	}
 	c.addDefaultModels(getenv)
 	for i := range c.Providers.Models {
 		for j := range c.Providers.Models[i].Deployments {
@@ -136,13 +186,11 @@ func (c *Config) Validate() error {
 	if err := c.Providers.Validate(); err != nil {
 		return fmt.Errorf("MTAI_CONFIG: %w", err)
 	}
-	for i, k := range c.Keys {
-		if len(k.Key) < 16 {
-			return fmt.Errorf("MTAI_CONFIG: keys[%d] is shorter than 16 characters", i)
-		}
-		if k.Tenant == "" {
-			return fmt.Errorf("MTAI_CONFIG: keys[%d].tenant is required", i)
-		}
+	if c.BootstrapKey != "" && (len(c.BootstrapKey) < 16 || len(c.BootstrapKey) > 256) {
+		return errors.New("MTAI_BOOTSTRAP_API_KEY must be 16 to 256 characters")
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+		return errors.New("MTAI_JWT_SECRET must be at least 32 characters")
 	}
 	return nil
 }
@@ -189,29 +237,10 @@ func (c *Config) addDefaultModels(getenv func(string) string) {
 				{Provider: "openai", BaseURL: base, APIKeyEnv: "OPENAI_API_KEY"}}})
 		}
 	}
-}
-
-// bootstrapKey returns the key to accept when no other is configured:
-// MTAI_BOOTSTRAP_API_KEY, else one generated on first start and kept in
-// the data dir. created reports a new key.
-func bootstrapKey(c *Config) (key string, created bool, err error) {
-	if c.BootstrapKey != "" {
-		return c.BootstrapKey, false, nil
+	if getenv("ANTHROPIC_API_KEY") != "" {
+		for _, name := range []string{"claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1", "claude-3-5-haiku-latest"} {
+			add(providers.ModelConfig{Name: name, OwnedBy: "anthropic", Deployments: []providers.DeploymentConfig{
+				{Provider: "anthropic", BaseURL: getenv("ANTHROPIC_BASE_URL"), APIKeyEnv: "ANTHROPIC_API_KEY"}}})
+		}
 	}
-	path := filepath.Join(c.DataDir, "bootstrap_api_key")
-	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		return strings.TrimSpace(string(b)), false, nil
-	}
-	var raw [24]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", false, err
-	}
-	key = "sk-mtai-" + base64.RawURLEncoding.EncodeToString(raw[:])
-	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-		return "", false, fmt.Errorf("MTAI_DATA_DIR: %w", err)
-	}
-	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
-		return "", false, fmt.Errorf("MTAI_DATA_DIR: %w", err)
-	}
-	return key, true, nil
 }

@@ -3,6 +3,10 @@
 // signals and subcommands:
 //
 //	mtai [serve]      start the gateway (the default)
+//	mtai migrate      apply the store's migrations
+//	mtai tenant ...   create and list tenants
+//	mtai key create   create an API key for a tenant
+//	mtai user create  create a user
 //	mtai healthcheck  GET /ping on the local gateway; exit 0 when it answers
 //	mtai version      print the version
 package main
@@ -19,15 +23,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mtai-dev/mtai/gateway"
 	"github.com/mtai-dev/mtai/providers"
+	"github.com/mtai-dev/mtai/providers/anthropic"
+	"github.com/mtai-dev/mtai/providers/bedrock"
 	"github.com/mtai-dev/mtai/providers/mock"
 	"github.com/mtai-dev/mtai/providers/openai"
-	"github.com/mtai-dev/mtai/tenancy"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -46,11 +52,19 @@ func main() {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 {
-		cmd = args[0]
+		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
 	case "serve":
 		return serve(ctx, getenv, stdout)
+	case "migrate":
+		return migrate(ctx, getenv, stdout)
+	case "tenant":
+		return tenantCmd(ctx, args, getenv, stdout)
+	case "key":
+		return keyCmd(ctx, args, getenv, stdout)
+	case "user":
+		return userCmd(ctx, args, getenv, stdout)
 	case "healthcheck":
 		return healthcheck(getenv)
 	case "version", "--version", "-v":
@@ -67,6 +81,10 @@ const usage = `usage: mtai [command]
 
 commands:
   serve        start the gateway (default)
+  migrate      apply the store's migrations and exit
+  tenant       create NAME [flags] | list
+  key          create --tenant NAME [--name LABEL] [--expires 720h]
+  user         create --tenant NAME --username U [--role R]   (password in MTAI_USER_PASSWORD)
   healthcheck  exit 0 when the local gateway answers /ping (for container health checks)
   version      print the version
 
@@ -102,35 +120,44 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	log, flush := newLogger(cfg, stdout)
 	defer flush()
+	// go-redis logs through a package-level logger: route it to ours, at
+	// debug level (the limiter itself logs outages once, at warn).
+	redis.SetLogger(redisLog{log})
 
-	router, err := providers.NewRouter(cfg.Providers, map[string]providers.Factory{
-		"openai": func(d providers.DeploymentConfig) (providers.Provider, error) { return openai.New(d) },
-		"azure":  func(d providers.DeploymentConfig) (providers.Provider, error) { return openai.New(d) },
-		"mock":   func(d providers.DeploymentConfig) (providers.Provider, error) { return mock.New(d) },
-	})
+	router, err := providers.NewRouter(cfg.Providers, providerFactories())
 	if err != nil {
 		return err
 	}
-	keys := map[string]string{}
-	for _, k := range cfg.Keys {
-		keys[k.Key] = k.Tenant
-	}
-	key, created, err := bootstrapKey(cfg)
+	a, err := openApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	keys[key] = "demo"
+	defer a.Close()
+	checks := []gateway.Checker{namedCheck{"store", a.db.Ping}, dataDirCheck(cfg.DataDir)}
+	if a.redis != nil {
+		checks = append(checks, namedCheck{"redis", func(ctx context.Context) error { return a.redis.Ping(ctx).Err() }})
+	}
 	cfg.Server.AllowedHosts = cfg.AllowedHosts
+	limiter, err := gateway.NewLimiter(gateway.LimiterOptions{Backend: a.limits, Prices: a.prices,
+		DefaultMaxTokens: cfg.Limits.DefaultMaxTokens})
+	if err != nil {
+		return err
+	}
 	gw, err := gateway.New(gateway.Options{
-		Config:  cfg.Server,
-		Router:  router,
-		Keys:    tenancy.NewStaticKeys(keys),
-		Logger:  log,
-		Version: version,
-		Checks:  []gateway.Checker{dataDirCheck(cfg.DataDir)},
+		Limiter:  limiter,
+		Config:   cfg.Server,
+		Router:   router,
+		Keys:     a.keys,
+		Platform: a.tenancy,
+		Logger:   log,
+		Version:  version,
+		Checks:   checks,
 	})
 	if err != nil {
 		return err
+	}
+	if a.rl != nil {
+		gw.Metrics().Registry().MustRegister(a.rl)
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
@@ -140,40 +167,72 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	for _, rt := range router.Routes() {
 		models = append(models, rt.Name)
 	}
+	store := "sqlite"
+	if cfg.DatabaseURL != "" {
+		store = "postgres"
+	}
 	log.Info("mtai listening", zap.String("addr", ln.Addr().String()), zap.String("version", version),
-		zap.Strings("models", models), zap.String("data_dir", cfg.DataDir))
-	flushNow(log)
-	printWelcome(stdout, ln.Addr().String(), key, created, getenv("MTAI_BOOTSTRAP_API_KEY") != "")
+		zap.Strings("models", models), zap.String("store", store), zap.Bool("redis", a.redis != nil),
+		zap.String("data_dir", cfg.DataDir))
+	_ = log.Sync()
+	if err := a.bootstrap(ctx, stdout, ln.Addr().String()); err != nil {
+		ln.Close()
+		return err
+	}
 	return gw.Serve(ctx, ln)
 }
 
-func flushNow(log *zap.Logger) { _ = log.Sync() }
+func providerFactories() map[string]providers.Factory {
+	return map[string]providers.Factory{
+		"openai": func(d providers.DeploymentConfig) (providers.Provider, error) { return openai.New(d) },
+		"azure":  func(d providers.DeploymentConfig) (providers.Provider, error) { return openai.New(d) },
+		"mock":   func(d providers.DeploymentConfig) (providers.Provider, error) { return mock.New(d) },
+		"anthropic": func(d providers.DeploymentConfig) (providers.Provider, error) {
+			return anthropic.New(d, anthropic.WithDefaultMaxTokens(d.MaxTokens))
+		},
+		"bedrock": func(d providers.DeploymentConfig) (providers.Provider, error) {
+			return bedrock.New(d, bedrock.WithRegion(d.Region), bedrock.WithDefaultMaxTokens(d.MaxTokens))
+		},
+	}
+}
 
-// printWelcome tells a newcomer how to call the gateway, once.
-func printWelcome(w io.Writer, addr, key string, created, fromEnv bool) {
+// printWelcome tells a newcomer how to call the gateway.
+func printWelcome(w io.Writer, addr, tenant, key, adminPassword string, created bool) {
 	host, port, _ := net.SplitHostPort(addr)
 	if host == "" || host == "::" || host == "0.0.0.0" {
 		host = "localhost"
 	}
 	base := "http://" + net.JoinHostPort(host, port)
-	how := "kept in MTAI_DATA_DIR/bootstrap_api_key"
+	fmt.Fprintf(w, "\n  mtai is ready on %s\n", base)
 	if created {
-		how = "generated now and kept in MTAI_DATA_DIR/bootstrap_api_key"
+		fmt.Fprintf(w, "  First start: created tenant %q, platform admin \"admin\" and an API key (shown this once).\n", tenant)
+		if adminPassword != "" {
+			fmt.Fprintf(w, "  admin password: %s\n", adminPassword)
+		}
 	}
-	if fromEnv {
-		how = "from MTAI_BOOTSTRAP_API_KEY"
-	}
-	fmt.Fprintf(w, `
-  mtai is ready on %[1]s
-  API key (tenant demo, %[3]s):
+	fmt.Fprintf(w, `  API key (tenant %[3]s):
     %[2]s
 
   Try it:
     curl %[1]s/v1/chat/completions -H "Authorization: Bearer %[2]s" \
       -d '{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}'
 
-`, base, key, how)
+`, base, key, tenant)
 }
+
+type redisLog struct{ l *zap.Logger }
+
+func (r redisLog) Printf(_ context.Context, format string, v ...any) {
+	r.l.Debug("redis", zap.String("msg", fmt.Sprintf(format, v...)))
+}
+
+type namedCheck struct {
+	name  string
+	check func(context.Context) error
+}
+
+func (c namedCheck) Name() string                    { return c.name }
+func (c namedCheck) Check(ctx context.Context) error { return c.check(ctx) }
 
 type dataDirCheck string
 

@@ -228,7 +228,12 @@ type stream struct {
 
 const maxEvent = 4 << 20
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+// streamBufSize is the first size of a stream's read buffer: events are a
+// few hundred bytes, and the buffer grows for larger ones. Small, because
+// every open stream holds one.
+const streamBufSize = 1024
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, streamBufSize); return &b }}
 
 func newStream(c *Client, resp *fasthttp.Response, body fasthttp.ReadCloserWithError) *stream {
 	s := &stream{c: c, resp: resp, body: body}
@@ -380,8 +385,8 @@ func (s *stream) releaseLocked() {
 		return
 	}
 	s.released = true
-	if s.body != nil && cap(s.buf) == 4096 {
-		b := s.buf[:4096]
+	if s.body != nil && cap(s.buf) == streamBufSize {
+		b := s.buf[:streamBufSize]
 		bufPool.Put(&b)
 	}
 	s.buf = nil

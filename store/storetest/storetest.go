@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mtai-dev/mtai/chat"
 	"github.com/mtai-dev/mtai/tenancy"
 )
 
@@ -21,6 +22,10 @@ type Stores struct {
 	Tenants tenancy.TenantStore
 	Users   tenancy.UserStore
 	Keys    tenancy.KeyStore
+	// Usage is required by the usage cases (usage.go).
+	Usage UsageStore
+	// Conversations is required by the chat cases (conversation.go).
+	Conversations chat.Store
 }
 
 // Run runs the suite. open must return stores over a new, migrated, empty
@@ -52,6 +57,8 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"ConcurrentCreates", testConcurrentCreates},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 	}
+	tests = append(tests, usageTests...)
+	tests = append(tests, conversationTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,0 +1,7 @@
+//go:build race
+
+package billing
+
+// raceEnabled: sync.Pool drops items on purpose under the race detector,
+// so allocation counts are not checked.
+const raceEnabled = true

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/mtai-dev/mtai/billing"
+	"github.com/mtai-dev/mtai/store/postgres"
+	"github.com/mtai-dev/mtai/store/sqlite"
+	"github.com/mtai-dev/mtai/tenancy"
+	"github.com/mtai-dev/mtai/tenancy/ratelimit"
+	"github.com/mtai-dev/mtai/tenancy/redisbus"
+	"github.com/mtai-dev/mtai/tenancy/redislimit"
+)
+
+// database is what both stores offer to the wiring.
+type database interface {
+	Migrate(ctx context.Context) error
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// app holds the long-lived dependencies, closed in reverse order.
+type app struct {
+	cfg     *Config
+	log     *zap.Logger
+	db      database
+	stores  tenancy.Stores
+	redis   *redis.Client
+	keys    *tenancy.KeyCache
+	tenancy *tenancy.Service
+	prices  *billing.Prices
+	limits  ratelimit.Limiter
+	rl      *redislimit.Limiter
+	closers []func() error
+}
+
+// openApp opens the store (PostgreSQL when DATABASE_URL is set, else SQLite
+// in the data dir), applies migrations, and builds the tenancy service.
+func openApp(ctx context.Context, cfg *Config, log *zap.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log}
+	if err := a.open(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *app) open(ctx context.Context) error {
+	cfg := a.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("MTAI_DATA_DIR: %w", err)
+	}
+	if cfg.DatabaseURL != "" {
+		db, err := postgres.Open(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		a.db, a.stores = db, tenancy.Stores{Tenants: db, Users: db, Keys: db}
+	} else {
+		db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "mtai.db"))
+		if err != nil {
+			return fmt.Errorf("MTAI_DATA_DIR: %w", err)
+		}
+		a.db, a.stores = db, tenancy.Stores{Tenants: db, Users: db, Keys: db}
+	}
+	a.closers = append(a.closers, a.db.Close)
+	if err := a.db.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+
+	var bus tenancy.Bus
+	if cfg.RedisURL != "" {
+		opt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, 500*time.Millisecond, 500*time.Millisecond
+		a.redis = redis.NewClient(opt)
+		a.closers = append(a.closers, a.redis.Close)
+		bus = redisbus.New(a.redis, "")
+	}
+	secret := []byte(cfg.JWTSecret)
+	if len(secret) == 0 {
+		var err error
+		if secret, err = tenancy.LoadOrCreateSecret(cfg.DataDir); err != nil {
+			return fmt.Errorf("MTAI_JWT_SECRET unset and the data dir's secret is unusable: %w", err)
+		}
+	}
+	issuer, err := tenancy.NewIssuer(secret, cfg.JWTTTL, nil)
+	if err != nil {
+		return fmt.Errorf("MTAI_JWT_SECRET: %w", err)
+	}
+	a.keys, err = tenancy.NewKeyCache(ctx, a.stores, tenancy.KeyCacheConfig{Bus: bus, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, a.keys.Close)
+	a.tenancy, err = tenancy.NewService(tenancy.ServiceConfig{Stores: a.stores, Issuer: issuer, Invalidator: a.keys})
+	if err != nil {
+		return err
+	}
+	if a.prices, err = billing.LoadPrices(cfg.PricesFile); err != nil {
+		return fmt.Errorf("MTAI_PRICES_FILE: %w", err)
+	}
+	return a.openLimiter()
+}
+
+// openLimiter picks the limiter: Redis when REDIS_URL is set (one limit
+// shared by every replica), else in process.
+func (a *app) openLimiter() error {
+	cfg := a.cfg
+	if cfg.RedisURL == "" {
+		a.limits = ratelimit.NewLocal(ratelimit.LocalOptions{})
+		return nil
+	}
+	failOpen := cfg.Limits.FailOpen == nil || *cfg.Limits.FailOpen
+	rl, err := redislimit.New(redislimit.Config{URL: cfg.RedisURL, FailClosed: !failOpen, Replicas: cfg.Limits.Replicas},
+		redislimit.Options{Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("REDIS_URL (limiter): %w", err)
+	}
+	a.rl, a.limits = rl, rl
+	a.closers = append(a.closers, rl.Close)
+	return nil
+}
+
+// Close closes everything opened, in reverse order.
+func (a *app) Close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i]())
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}
+
+// bootstrap creates the first tenant, admin and key on an empty store and
+// prints them once. In the embedded mode the key is also kept in the data
+// dir (mode 0600) so that `make run` can show it again.
+func (a *app) bootstrap(ctx context.Context, w io.Writer, addr string) error {
+	b, err := a.tenancy.Bootstrap(ctx, tenancy.BootstrapConfig{
+		Tenant:        a.cfg.BootstrapTenant,
+		AdminPassword: a.cfg.BootstrapAdminPassword,
+		APIKey:        a.cfg.BootstrapKey,
+	})
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	keyFile := filepath.Join(a.cfg.DataDir, "bootstrap_api_key")
+	if b != nil {
+		a.log.Info("bootstrapped an empty store", zap.String("tenant", b.Tenant.Name), zap.String("admin", b.Admin.Username),
+			zap.String("api_key_prefix", b.Key.Prefix))
+		if a.cfg.DatabaseURL == "" {
+			if err := os.WriteFile(keyFile, []byte(b.APIKey+"\n"), 0o600); err != nil {
+				return fmt.Errorf("MTAI_DATA_DIR: %w", err)
+			}
+		}
+		printWelcome(w, addr, b.Tenant.Name, b.APIKey, b.AdminPassword, true)
+		return nil
+	}
+	if key, err := os.ReadFile(keyFile); err == nil && a.cfg.DatabaseURL == "" {
+		printWelcome(w, addr, a.cfg.BootstrapTenant, strings.TrimSpace(string(key)), "", false)
+	}
+	return nil
+}

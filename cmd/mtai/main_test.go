@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadConfigErrorsNameTheVariable(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{map[string]string{"DEBUG": "maybe"}, "DEBUG"},
+		{map[string]string{"MTAI_ADDR": "nonsense"}, "MTAI_ADDR"},
+		{map[string]string{"MTAI_MAX_BODY_BYTES": "big"}, "MTAI_MAX_BODY_BYTES"},
+		{map[string]string{"MTAI_SHUTDOWN_GRACE": "soon"}, "MTAI_SHUTDOWN_GRACE"},
+		{map[string]string{"MTAI_BOOTSTRAP_API_KEY": "short"}, "MTAI_BOOTSTRAP_API_KEY"},
+		{map[string]string{"MTAI_JWT_SECRET": "short"}, "MTAI_JWT_SECRET"},
+		{map[string]string{"MTAI_CONFIG": "/nonexistent.yaml"}, "MTAI_CONFIG"},
+	}
+	for _, c := range cases {
+		_, err := LoadConfig(env(c.env))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("LoadConfig(%v) = %v, want an error naming %s", c.env, err, c.want)
+		}
+	}
+}
+
+func TestLoadConfigFileAndDefaults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mtai.yaml")
+	os.WriteFile(path, []byte(`
+server:
+  addr: 127.0.0.1:9999
+  shutdown_grace: 5s
+providers:
+  models:
+    - name: my-model
+      deployments:
+        - {provider: openai, base_url: "http://127.0.0.1:1/v1", api_key_env: MY_KEY}
+`), 0o600)
+	cfg, err := LoadConfig(env(map[string]string{"MTAI_CONFIG": path, "MY_KEY": "sk-upstream", "OPENAI_API_KEY": "sk-x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Addr != "127.0.0.1:9999" || cfg.Server.ShutdownGrace != 5*time.Second {
+		t.Errorf("server = %+v", cfg.Server)
+	}
+	names := map[string]bool{}
+	for _, m := range cfg.Providers.Models {
+		names[m.Name] = true
+		if m.Name == "my-model" && m.Deployments[0].APIKey != "sk-upstream" {
+			t.Errorf("api_key_env not resolved")
+		}
+	}
+	for _, want := range []string{"my-model", "mock-gpt", "mock-embed", "gpt-4o-mini", "text-embedding-3-small"} {
+		if !names[want] {
+			t.Errorf("model %s not routed (have %v)", want, names)
+		}
+	}
+	// unknown keys in the file are an error, not silently ignored
+	os.WriteFile(path, []byte("sever:\n  addr: x\n"), 0o600)
+	if _, err := LoadConfig(env(map[string]string{"MTAI_CONFIG": path})); err == nil {
+		t.Error("a misspelt section was accepted")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeFirstStart is `make run` on a fresh data dir: the gateway starts
+// with no server, prints the key, answers a chat with it, and stops on the
+// signal (context cancel).
+func TestServeFirstStart(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	vars := map[string]string{"MTAI_ADDR": addr, "MTAI_DATA_DIR": dir, "LOG_LEVEL": "warn"}
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, env(vars), out, io.Discard) }()
+	var key string
+	deadline := time.Now().Add(20 * time.Second)
+	for key == "" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		if b, err := os.ReadFile(filepath.Join(dir, "bootstrap_api_key")); err == nil {
+			key = strings.TrimSpace(string(b))
+		}
+	}
+	if key == "" || !strings.HasPrefix(key, "sk-mtai-") {
+		cancel()
+		t.Fatalf("no key after start; output:\n%s", out.String())
+	}
+	for _, stream := range []bool{false, true} {
+		req := fasthttp.AcquireRequest()
+		resp := fasthttp.AcquireResponse()
+		req.SetRequestURI("http://" + addr + "/v1/chat/completions")
+		req.Header.SetMethod("POST")
+		req.Header.Set("Authorization", "Bearer "+key)
+		body := `{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}`
+		if stream {
+			body = `{"model":"mock-gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+		}
+		req.SetBodyString(body)
+		if err := fasthttp.DoTimeout(req, resp, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode() != 200 {
+			t.Errorf("stream=%v: %d %s", stream, resp.StatusCode(), resp.Body())
+		}
+		if stream && !strings.HasSuffix(string(resp.Body()), "data: [DONE]\n\n") {
+			t.Errorf("stream body: %s", resp.Body())
+		}
+	}
+	if !strings.Contains(out.String(), key) || !strings.Contains(out.String(), "admin password") {
+		t.Errorf("the first start did not print the key and the admin password:\n%s", out.String())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop after the signal")
+	}
+}
+
+func TestCLI(t *testing.T) {
+	dir := t.TempDir()
+	vars := env(map[string]string{"MTAI_DATA_DIR": dir})
+	ctx := context.Background()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"migrate"}, vars, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"tenant", "create", "acme", "--display-name", "Acme", "--rpm", "60", "--budget", "12.5"}, vars, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"requests_per_minute": 60`) || !strings.Contains(out.String(), `"monthly_budget_usd": 12.5`) {
+		t.Errorf("tenant create printed:\n%s", out.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"key", "create", "--tenant", "acme", "--name", "ci"}, vars, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "sk-mtai-") {
+		t.Errorf("key create printed:\n%s", out.String())
+	}
+	if err := run(ctx, []string{"key", "create", "--tenant", "nope"}, vars, &out, io.Discard); err == nil {
+		t.Error("key for an unknown tenant was created")
+	}
+	if err := run(ctx, []string{"frobnicate"}, vars, &out, io.Discard); err == nil {
+		t.Error("unknown command accepted")
+	}
+}

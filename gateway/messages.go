@@ -1,0 +1,249 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/mtai-dev/mtai/providers"
+	"github.com/mtai-dev/mtai/providers/anthropic"
+)
+
+// routeMessages labels POST /v1/messages in metrics and logs.
+const routeMessages = "messages"
+
+// messagesHandler serves POST /v1/messages: Anthropic's Messages API, for
+// any routed model (an OpenAI, Anthropic, Bedrock or mock deployment alike),
+// so that Anthropic clients and SDKs can use the gateway.
+//
+// The request is translated into an OpenAI chat request
+// (anthropic.ToOpenAIRequest) and then goes the way of /v1/chat/completions:
+// the same authentication (x-api-key or bearer), tenant policy (default
+// model, allowed models, system prompt), routing with retries and
+// fallbacks, metering and access log (reqState, finish). The answer is
+// translated back: a Messages response (anthropic.ResponseFromOpenAI), or a
+// stream of Anthropic SSE events with their "event:" lines, translated one
+// upstream chunk at a time (anthropic.EventTranslator). Errors have
+// Anthropic's shape {"type":"error","error":{"type","message"}}, with the
+// status and headers toAPIError decides.
+func (s *Server) messagesHandler(rc *fasthttp.RequestCtx) {
+	st := s.begin(rc, routeMessages)
+	rc.Response.Header.Set("request-id", st.requestID) // where Anthropic's clients look for it
+	if err := s.messages(rc, st); err != nil {
+		st.fail(writeAnthropicError(rc, err, st.requestID))
+		s.finish(st)
+		return
+	}
+	if st.stream {
+		return // the relay finishes st when the stream ends
+	}
+	st.status = rc.Response.StatusCode()
+	s.finish(st)
+}
+
+func (s *Server) messages(rc *fasthttp.RequestCtx, st *reqState) error {
+	if s.draining.Load() {
+		return errShuttingDown
+	}
+	p, err := s.authenticate(rc)
+	if err != nil {
+		return err
+	}
+	st.principal = p
+	body, err := anthropic.ToOpenAIRequest(rc.PostBody())
+	if err != nil {
+		var re *anthropic.RequestError
+		if errors.As(err, &re) {
+			return invalid(re.Param, re.Message)
+		}
+		return err
+	}
+	// From here on, as for chat completions: the tenant's policy (default
+	// model, allowed models, system prompt), limits and budget.
+	rt, err := s.prepareChat(rc, st, body)
+	if err != nil {
+		return err
+	}
+	if st.stream { // set by prepareChat
+		return s.startMessagesStream(rc, st, rt)
+	}
+	resp, served, err := s.router.Complete(s.ctx, rt, &st.call)
+	st.served(served)
+	if err != nil {
+		return err
+	}
+	defer resp.Release()
+	st.usage, st.hasUsage = resp.Usage, resp.Usage.TotalTokens > 0
+	msg, err := anthropic.ResponseFromOpenAI(resp.Body)
+	if err != nil {
+		return &providers.UpstreamError{Provider: st.provider, Deployment: st.deployment, Status: 502,
+			Message: "the model's answer could not be translated: " + err.Error()}
+	}
+	rc.SetStatusCode(fasthttp.StatusOK)
+	rc.SetContentType("application/json")
+	if st.deployment != "" {
+		rc.Response.Header.Set("X-Mtai-Deployment", st.deployment)
+	}
+	rc.SetBody(msg)
+	st.bytesOut = len(msg)
+	return nil
+}
+
+// writeAnthropicError answers err in Anthropic's error shape, with the
+// status, Retry-After and X-Should-Retry that toAPIError decides, and
+// returns what was answered.
+func writeAnthropicError(rc *fasthttp.RequestCtx, err error, requestID string) apiError {
+	e := toAPIError(err)
+	if e.status == fasthttp.StatusUnauthorized && e.code == "invalid_api_key" {
+		e.message = "Incorrect or missing API key. Send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'."
+	}
+	rc.Response.ResetBody()
+	rc.SetStatusCode(e.status)
+	rc.SetContentType("application/json")
+	if e.retryAfter > 0 {
+		rc.Response.Header.Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	if e.noRetry {
+		rc.Response.Header.Set("X-Should-Retry", "false")
+	}
+	rc.SetBody(anthropic.AppendError(make([]byte, 0, 256), anthropic.ErrorType(e.status), e.message, requestID))
+	return e
+}
+
+// startMessagesStream opens the upstream stream (retrying and falling back
+// while nothing has been sent) and hands the response body to a relay that
+// writes Anthropic events.
+func (s *Server) startMessagesStream(rc *fasthttp.RequestCtx, st *reqState, rt *providers.Route) error {
+	up, served, err := s.router.Stream(s.ctx, rt, &st.call)
+	st.served(served)
+	if err != nil {
+		return err
+	}
+	r := &relay{s: s, st: st, up: up, conn: rc.Conn(), wantUsage: true}
+	m := &messagesRelay{relay: r, tr: anthropic.NewEventTranslator(st.model)}
+	s.streamsMu.Lock()
+	s.streams[r] = struct{}{} // shutdown cuts the stream through r
+	s.streamsMu.Unlock()
+	s.metrics.openStreams.Inc()
+	st.status = fasthttp.StatusOK
+	rc.SetStatusCode(fasthttp.StatusOK)
+	rc.SetContentType("text/event-stream; charset=utf-8")
+	rc.Response.Header.Set("Cache-Control", "no-cache")
+	rc.Response.Header.Set("X-Accel-Buffering", "no")
+	if st.deployment != "" {
+		rc.Response.Header.Set("X-Mtai-Deployment", st.deployment)
+	}
+	rc.SetBodyStream(m, -1)
+	return nil
+}
+
+// messagesRelay is the body of a streamed /v1/messages response. It is a
+// relay (same client watcher, shutdown cut, Close and finish) whose frames
+// are Anthropic events translated from the upstream's OpenAI chunks, each
+// upstream chunk written and flushed as soon as it arrived.
+type messagesRelay struct {
+	*relay
+	tr      *anthropic.EventTranslator
+	out     []byte
+	pending []byte
+	doneEOF bool
+}
+
+// WriteTo relays the stream's events to w until it ends.
+func (m *messagesRelay) WriteTo(w io.Writer) (int64, error) {
+	m.startWatch()
+	defer m.stopWatch()
+	var written int64
+	for {
+		frame, last, err := m.nextFrame()
+		if len(frame) > 0 {
+			n, werr := w.Write(frame)
+			written += int64(n)
+			if werr != nil {
+				m.clientGone.Store(true)
+				m.up.Close(errClientClosed)
+				return written, werr
+			}
+		}
+		if last || err != nil {
+			return written, err
+		}
+	}
+}
+
+// Read lets fasthttp (or anyone) read the relayed body as a plain stream.
+func (m *messagesRelay) Read(p []byte) (int, error) {
+	for len(m.pending) == 0 {
+		if m.doneEOF {
+			return 0, io.EOF
+		}
+		frame, last, err := m.nextFrame()
+		if err != nil {
+			return 0, err
+		}
+		m.pending, m.doneEOF = frame, last
+	}
+	n := copy(p, m.pending)
+	m.pending = m.pending[n:]
+	return n, nil
+}
+
+// nextFrame reads the next upstream chunk and returns the Anthropic events
+// it becomes (possibly none), with last=true after the final ones.
+func (m *messagesRelay) nextFrame() (frame []byte, last bool, err error) {
+	st := m.st
+	ev, err := m.up.Next()
+	if err == io.EOF {
+		m.out = m.tr.End(m.out[:0]) // nothing when message_stop or an error event was sent
+		st.bytesOut += len(m.out)
+		return m.out, true, nil
+	}
+	if err != nil {
+		if m.clientGone.Load() {
+			st.status = 499
+			st.errCode = "client_closed_request"
+			return nil, true, errClientClosed
+		}
+		if cut := m.cutErr.Load(); cut != nil {
+			err = *cut
+		}
+		if m.tr.Ended() {
+			return nil, true, nil
+		}
+		e := toAPIError(err)
+		st.errCode, st.errType = e.code, e.typ
+		m.out = anthropic.AppendErrorEvent(m.out[:0], anthropic.ErrorType(e.status), e.message)
+		st.bytesOut += len(m.out)
+		return m.out, true, nil
+	}
+	st.events++
+	if st.events == 1 {
+		st.ttft = m.s.now().Sub(st.start)
+	}
+	m.s.collectStream(st, ev) // for metering, should the stream end without usage
+	switch {
+	case bytes.HasPrefix(ev, errorPrefix):
+		typ, code, _, _ := providers.ParseError(ev)
+		st.errType, st.errCode = typ, orDefault(code, "upstream_error")
+	case bytes.Contains(ev, []byte(`"usage":{`)):
+		if u, ok := providers.ParseUsage(ev); ok {
+			st.usage, st.hasUsage = u, true
+		}
+	}
+	out, terr := m.tr.Chunk(m.out[:0], ev)
+	if terr != nil {
+		st.errType, st.errCode = "server_error", "upstream_error"
+		out = anthropic.AppendErrorEvent(m.out[:0], anthropic.ErrAPI, "the model's provider sent a malformed stream chunk")
+		m.out = out
+		st.bytesOut += len(out)
+		return out, true, nil
+	}
+	m.out = out
+	st.bytesOut += len(out)
+	return out, false, nil
+}
+
+var _ fasthttp.BodyWriterTo = (*messagesRelay)(nil)
