@@ -46,6 +46,7 @@ func (s *Server) chat(rc *fasthttp.RequestCtx, st *reqState) error {
 	}
 	defer resp.Release()
 	st.usage, st.hasUsage = resp.Usage, resp.Usage.TotalTokens > 0
+	s.chargeResponse(rc, st, resp.Body)
 	rc.SetStatusCode(fasthttp.StatusOK)
 	rc.SetContentType("application/json")
 	if st.deployment != "" {

@@ -396,3 +396,45 @@ func BenchmarkStreamEventsMetered(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
 }
+
+// TestChatCostHeader: a non-streamed chat answer carries its cost in
+// x-mtai-cost-usd (chat.go calls chargeResponse); an answer without usage
+// carries none, and its event is counted by the meter (estimated).
+func TestChatCostHeader(t *testing.T) {
+	m, err := billing.NewMeter(&memUsage{}, billing.MeterConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	s := benchServer(t, &static{answer: answerJSON}) // usage 5 in, 1 out
+	s.usage = m
+	resp := do(s.Handler(), "POST", "/v1/chat/completions", benchBody)
+	// gpt-4o-mini-2024-07-18: 5·$0.15 + 1·$0.60 per million = 1.35 µ$ → 2 µ$
+	if got := string(resp.Header.Peek("x-mtai-cost-usd")); resp.StatusCode() != 200 || got != "0.000002" {
+		t.Errorf("status %d, x-mtai-cost-usd %q; want 200 and 0.000002", resp.StatusCode(), got)
+	}
+
+	store := &memUsage{}
+	m2, err := billing.NewMeter(store, billing.MeterConfig{Dir: t.TempDir(), FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close(context.Background())
+	noUsage := []byte(`{"id":"c","object":"chat.completion","created":1,"model":"up-model","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}`)
+	s2 := newTestServer(t, &recorder{answer: noUsage}, nil)
+	s2.usage = m2
+	resp = do(s2.Handler(), "POST", "/v1/chat/completions", `{"model":"alias","messages":[{"role":"user","content":"hi"}]}`)
+	if got := resp.Header.Peek("x-mtai-cost-usd"); resp.StatusCode() != 200 || got != nil {
+		t.Errorf("status %d, x-mtai-cost-usd %q; want 200 and no header without usage", resp.StatusCode(), got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs := store.all()
+	// prompt: 3 + "user" 1 + "hi" 1 + 3 = 8 (cl100k for up-model); answer "hi": 1
+	if len(evs) != 1 || !evs[0].Estimated || evs[0].Usage != (providers.Usage{PromptTokens: 8, CompletionTokens: 1, TotalTokens: 9}) || evs[0].Priced {
+		t.Errorf("events %+v, want one estimated at 8+1 tokens, unpriced", evs)
+	}
+}

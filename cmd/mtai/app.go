@@ -27,6 +27,8 @@ type database interface {
 	Migrate(ctx context.Context) error
 	Ping(ctx context.Context) error
 	Close() error
+	billing.UsageWriter
+	ratelimit.SpendSource
 }
 
 // app holds the long-lived dependencies, closed in reverse order.
@@ -39,6 +41,7 @@ type app struct {
 	keys    *tenancy.KeyCache
 	tenancy *tenancy.Service
 	prices  *billing.Prices
+	meter   *billing.Meter
 	limits  ratelimit.Limiter
 	rl      *redislimit.Limiter
 	closers []func() error
@@ -115,17 +118,41 @@ func (a *app) open(ctx context.Context) error {
 	return a.openLimiter()
 }
 
+// openMeter starts the usage meter: a journal in the data dir and a
+// batched writer into the store. Only `serve` meters.
+func (a *app) openMeter() error {
+	m, err := billing.NewMeter(a.db, billing.MeterConfig{
+		Dir:       filepath.Join(a.cfg.DataDir, "usage"),
+		Prices:    a.prices,
+		Retention: billing.Retention{Events: a.cfg.UsageRetention},
+		Logger:    a.log.Named("usage"),
+	})
+	if err != nil {
+		return fmt.Errorf("usage meter: %w", err)
+	}
+	a.meter = m
+	a.closers = append(a.closers, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			a.log.Warn("usage meter closed before writing everything: the rest stays in the journal and is written at the next start", zap.Error(err))
+		}
+		return nil
+	})
+	return nil
+}
+
 // openLimiter picks the limiter: Redis when REDIS_URL is set (one limit
 // shared by every replica), else in process.
 func (a *app) openLimiter() error {
 	cfg := a.cfg
 	if cfg.RedisURL == "" {
-		a.limits = ratelimit.NewLocal(ratelimit.LocalOptions{})
+		a.limits = ratelimit.NewLocal(ratelimit.LocalOptions{Spend: a.db})
 		return nil
 	}
 	failOpen := cfg.Limits.FailOpen == nil || *cfg.Limits.FailOpen
 	rl, err := redislimit.New(redislimit.Config{URL: cfg.RedisURL, FailClosed: !failOpen, Replicas: cfg.Limits.Replicas},
-		redislimit.Options{Logger: a.log})
+		redislimit.Options{Logger: a.log, Spend: a.db})
 	if err != nil {
 		return fmt.Errorf("REDIS_URL (limiter): %w", err)
 	}

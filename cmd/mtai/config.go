@@ -44,6 +44,9 @@ type Config struct {
 	Limits LimitsConfig `yaml:"limits"`
 	// PricesFile overrides the built-in price table (MTAI_PRICES_FILE).
 	PricesFile string `yaml:"prices_file"`
+	// UsageRetention is how long raw usage events are kept
+	// (MTAI_USAGE_RETENTION, e.g. 2160h); 0 keeps them forever.
+	UsageRetention time.Duration `yaml:"usage_retention"`
 
 	// BootstrapTenant names the first tenant (MTAI_BOOTSTRAP_TENANT). Default demo.
 	BootstrapTenant string `yaml:"-"`
@@ -137,6 +140,13 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 			return nil, fmt.Errorf("MTAI_LIMIT_DEFAULT_MAX_TOKENS=%q: want a positive integer", v)
 		}
 		c.Limits.DefaultMaxTokens = n
+	}
+	if v := getenv("MTAI_USAGE_RETENTION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("MTAI_USAGE_RETENTION=%q is not a duration (e.g. 2160h)", v)
+		}
+		c.UsageRetention = d
 	}
 	if v := getenv("MTAI_PRICES_FILE"); v != "" {
 		c.PricesFile = v

@@ -133,6 +133,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		return err
 	}
 	defer a.Close()
+	if err := a.openMeter(); err != nil {
+		return err
+	}
 	checks := []gateway.Checker{namedCheck{"store", a.db.Ping}, dataDirCheck(cfg.DataDir)}
 	if a.redis != nil {
 		checks = append(checks, namedCheck{"redis", func(ctx context.Context) error { return a.redis.Ping(ctx).Err() }})
@@ -145,6 +148,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	gw, err := gateway.New(gateway.Options{
 		Limiter:  limiter,
+		Meter:    a.meter,
 		Config:   cfg.Server,
 		Router:   router,
 		Keys:     a.keys,
