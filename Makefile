@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 PKGS      := ./...
 
-.PHONY: run build test test-go test-node services lint bench bench-quick clean
+.PHONY: run build test test-go test-node test-browser services lint bench bench-quick clean
 
 ## run: start the gateway on its embedded defaults (no server needed)
 run:
@@ -16,7 +16,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/mtai
 
 ## test: the whole suite (brings PostgreSQL and Redis up if they are not running)
-test: services lint test-go test-node
+test: services lint test-go test-node test-browser
 
 services:
 	@scripts/services.sh
@@ -26,6 +26,9 @@ test-go:
 
 test-node:
 	@scripts/test-node.sh
+
+test-browser:
+	@scripts/test-browser.sh
 
 ## lint: gofmt, go vet, staticcheck
 lint:

@@ -196,6 +196,8 @@ type chatTurn struct {
 	// prompt, which prepareChat adds), for counting tokens when the
 	// upstream reports no usage.
 	sent []chat.Message
+	// tokenizer is the model whose tokenizer counts them.
+	tokenizer string
 }
 
 // chat serves POST /api/v1/chat/ and /api/v1/chat/stream.
@@ -257,6 +259,7 @@ func (a *chatAPI) chat(rc *fasthttp.RequestCtx, st *reqState, streamPath bool) e
 	// Windowing: the newest history that fits the model's context with
 	// the tenant's system prompt, the message and room for the answer.
 	window, tokenizer := a.contextOf(model)
+	turn.tokenizer = tokenizer
 	fixed := []chat.Message{user}
 	if p.Policy != nil && p.Policy.SystemPrompt != "" {
 		fixed = append(fixed, chat.Message{Role: chat.RoleSystem, Content: p.Policy.SystemPrompt})
@@ -393,12 +396,12 @@ func (t *chatTurn) finish(st *reqState, answer string) (*chatResponse, error) {
 		// the upstream reported none: count what was sent and generated
 		prompt := int64(3)
 		for _, m := range t.sent {
-			prompt += int64(a.tokens.MessageTokens(st.model, m))
+			prompt += int64(a.tokens.MessageTokens(t.tokenizer, m))
 		}
 		if p := st.principal.Policy; p != nil && p.SystemPrompt != "" {
-			prompt += int64(a.tokens.MessageTokens(st.model, chat.Message{Content: p.SystemPrompt}))
+			prompt += int64(a.tokens.MessageTokens(t.tokenizer, chat.Message{Content: p.SystemPrompt}))
 		}
-		completion := int64(a.tokens.Tokens(st.model, answer))
+		completion := int64(a.tokens.Tokens(t.tokenizer, answer))
 		u = providers.Usage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: prompt + completion}
 	}
 	tokens := u.TotalTokens

@@ -622,12 +622,14 @@ func TestChatErrors(t *testing.T) {
 func TestChatAnswerWithoutUsage(t *testing.T) {
 	t.Parallel()
 	e := newChatEnv(t)
-	e.up.set("one two three four", nil)
-	out := e.chatOK(t, "alice", `{"message":"count to four"}`)
+	// Hindi: o200k (gpt-4o, chat-a's upstream model) and cl100k disagree.
+	answer, question := "नमस्ते, आप कैसे हैं?", "मैं ठीक हूँ, धन्यवाद।"
+	e.up.set(answer, nil)
+	out := e.chatOK(t, "alice", `{"message":"`+question+`"}`)
 	c := chat.NewCounter()
 	prompt := 3 + c.MessageTokens("gpt-4o", chat.Message{Content: "You are Alpha's assistant."}) +
-		c.MessageTokens("gpt-4o", chat.Message{Content: "count to four"})
-	want := int64(prompt + c.Tokens("gpt-4o", "one two three four"))
+		c.MessageTokens("gpt-4o", chat.Message{Content: question})
+	want := int64(prompt + c.Tokens("gpt-4o", answer))
 	if out.TokensUsed != want || out.CostUSD == 0 {
 		t.Errorf("tokens_used = %d, cost %v; want %d counted, priced", out.TokensUsed, out.CostUSD, want)
 	}

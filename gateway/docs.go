@@ -226,6 +226,7 @@ func servedDocument(doc []byte, routes map[string][]string) ([]byte, []string, e
 		}
 	}
 	paths.Content = kept
+	dropUnusedTags(top, paths)
 	var undocumented []string
 	for op := range served {
 		if !seen[op] {
@@ -271,6 +272,41 @@ func servedDocument(doc []byte, routes map[string][]string) ([]byte, []string, e
 	}
 	out, err := appendNodeJSON(nil, &root)
 	return out, undocumented, err
+}
+
+// dropUnusedTags removes from the document's tag list (top) the tags that
+// no operation left in paths has, so that the page shows no empty group.
+func dropUnusedTags(top, paths *yaml.Node) {
+	used := map[string]bool{}
+	for i := 1; i < len(paths.Content); i += 2 {
+		item := paths.Content[i]
+		for j := 0; j+1 < len(item.Content); j += 2 {
+			if op := item.Content[j+1]; httpMethods[item.Content[j].Value] && op.Kind == yaml.MappingNode {
+				for k := 0; k+1 < len(op.Content); k += 2 {
+					if op.Content[k].Value == "tags" {
+						for _, tag := range op.Content[k+1].Content {
+							used[tag.Value] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "tags" {
+			continue
+		}
+		list := top.Content[i+1]
+		kept := list.Content[:0]
+		for _, tag := range list.Content {
+			for k := 0; k+1 < len(tag.Content); k += 2 {
+				if tag.Content[k].Value == "name" && used[tag.Content[k+1].Value] {
+					kept = append(kept, tag)
+				}
+			}
+		}
+		list.Content = kept
+	}
 }
 
 func appendNodeJSON(b []byte, n *yaml.Node) ([]byte, error) {

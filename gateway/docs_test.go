@@ -121,15 +121,16 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 func TestServedDocumentFits(t *testing.T) {
 	doc := []byte(`openapi: 3.0.3
 info: {title: t, version: "1"}
+tags: [{name: ta}, {name: tb}, {name: tc}]
 paths:
   /a:
-    get: {responses: {"200": {description: ok}}}
-    post: {responses: {"200": {description: ok}}}
+    get: {tags: [ta], responses: {"200": {description: ok}}}
+    post: {tags: [ta], responses: {"200": {description: ok}}}
   /b/{id}:
     parameters: [{name: id, in: path, required: true, schema: {type: string}}]
-    delete: {responses: {"204": {description: gone}}}
+    delete: {tags: [tb], responses: {"204": {description: gone}}}
   /c:
-    get: {responses: {"200": {description: ok}}}
+    get: {tags: [tc], responses: {"200": {description: ok}}}
 `)
 	routes := map[string][]string{
 		"GET":    {"/a", "/c", "/new/{name:*}"},
@@ -161,7 +162,7 @@ paths:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(out), `"info":{"title":"t","version":"1"}`) || strings.Contains(string(out), `"/a"`) {
+	if !strings.Contains(string(out), `"info":{"title":"t","version":"1"},"tags":[{"name":"tc"}],"paths"`) || strings.Contains(string(out), `"/a"`) {
 		t.Errorf("fitted to GET /c: %s", out)
 	}
 }
@@ -184,6 +185,9 @@ func TestOpenAPIWithoutPlatform(t *testing.T) {
 		if strings.Contains(op, "/api/v1/") {
 			t.Errorf("%s is documented by a gateway that does not serve it", op)
 		}
+	}
+	if d.Tags.Get("chat") != nil || d.Tags.Get("openai") == nil {
+		t.Errorf("tags = %v, want the chat group gone with its operations", d.Tags)
 	}
 }
 

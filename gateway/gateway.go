@@ -129,6 +129,7 @@ type Options struct {
 	Limiter *Limiter
 	// Conversations stores /api/v1/chat's conversations (with Platform); nil: /api/v1/chat is not served.
 	Conversations ConversationStore
+	RAG           RAG // serves /api/v1/rag and retrieval on chats (*rag.Service); nil: neither
 }
 
 // Server serves the gateway's HTTP API. Build it with New, run it with Serve.
@@ -147,6 +148,7 @@ type Server struct {
 	usage    Meter
 	platform Platform
 	convs    ConversationStore
+	rag      RAG
 
 	srv *fasthttp.Server
 
@@ -183,7 +185,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		cfg: o.Config, router: o.Router, keys: o.Keys, log: o.Logger, version: o.Version,
 		checks: o.Checks, optional: o.Optional, now: o.Now, metrics: NewMetrics(), limiter: o.Limiter, usage: o.Meter,
-		platform: o.Platform, convs: o.Conversations,
+		platform: o.Platform, convs: o.Conversations, rag: o.RAG,
 		streams: make(map[*relay]struct{}),
 	}
 	s.started = s.now()

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mtai-dev/mtai/billing"
+	"github.com/mtai-dev/mtai/chat"
 	"github.com/mtai-dev/mtai/store/postgres"
 	"github.com/mtai-dev/mtai/store/sqlite"
 	"github.com/mtai-dev/mtai/tenancy"
@@ -37,6 +38,7 @@ type app struct {
 	log     *zap.Logger
 	db      database
 	stores  tenancy.Stores
+	convs   chat.Store
 	redis   *redis.Client
 	keys    *tenancy.KeyCache
 	tenancy *tenancy.Service
@@ -68,13 +70,13 @@ func (a *app) open(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("DATABASE_URL: %w", err)
 		}
-		a.db, a.stores = db, tenancy.Stores{Tenants: db, Users: db, Keys: db}
+		a.db, a.stores, a.convs = db, tenancy.Stores{Tenants: db, Users: db, Keys: db}, db
 	} else {
 		db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "mtai.db"))
 		if err != nil {
 			return fmt.Errorf("MTAI_DATA_DIR: %w", err)
 		}
-		a.db, a.stores = db, tenancy.Stores{Tenants: db, Users: db, Keys: db}
+		a.db, a.stores, a.convs = db, tenancy.Stores{Tenants: db, Users: db, Keys: db}, db
 	}
 	a.closers = append(a.closers, a.db.Close)
 	if err := a.db.Migrate(ctx); err != nil {

@@ -147,15 +147,16 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		return err
 	}
 	gw, err := gateway.New(gateway.Options{
-		Limiter:  limiter,
-		Meter:    a.meter,
-		Config:   cfg.Server,
-		Router:   router,
-		Keys:     a.keys,
-		Platform: a.tenancy,
-		Logger:   log,
-		Version:  version,
-		Checks:   checks,
+		Limiter:       limiter,
+		Meter:         a.meter,
+		Conversations: a.convs,
+		Config:        cfg.Server,
+		Router:        router,
+		Keys:          a.keys,
+		Platform:      a.tenancy,
+		Logger:        log,
+		Version:       version,
+		Checks:        checks,
 	})
 	if err != nil {
 		return err

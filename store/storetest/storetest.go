@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"ConcurrentUpdates", testConcurrentUpdates},
 	}
 	tests = append(tests, usageTests...)
+	tests = append(tests, documentTests...)
 	tests = append(tests, conversationTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
