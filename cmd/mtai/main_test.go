@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"os"
@@ -104,7 +105,9 @@ func TestServeFirstStart(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	dir := t.TempDir()
-	vars := map[string]string{"MTAI_ADDR": addr, "MTAI_DATA_DIR": dir, "LOG_LEVEL": "warn"}
+	const adminPassword = "first-admin-password-42"
+	vars := map[string]string{"MTAI_ADDR": addr, "MTAI_DATA_DIR": dir, "LOG_LEVEL": "debug",
+		"MTAI_BOOTSTRAP_ADMIN_PASSWORD": adminPassword}
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -145,6 +148,43 @@ func TestServeFirstStart(t *testing.T) {
 	if !strings.Contains(out.String(), key) || !strings.Contains(out.String(), "admin password") {
 		t.Errorf("the first start did not print the key and the admin password:\n%s", out.String())
 	}
+
+	// Secrets never reach a log line: log in, make a key, try wrong ones.
+	post := func(path, auth, tenant, body string) []byte {
+		req := fasthttp.AcquireRequest()
+		resp := fasthttp.AcquireResponse()
+		req.SetRequestURI("http://" + addr + path)
+		req.Header.SetMethod("POST")
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		if tenant != "" {
+			req.Header.Set("X-Tenant-ID", tenant)
+		}
+		req.SetBodyString(body)
+		if err := fasthttp.DoTimeout(req, resp, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		return append([]byte(nil), resp.Body()...)
+	}
+	const wrongKey = "sk-mtai-this-is-a-wrong-key-000000000"
+	post("/v1/chat/completions", wrongKey, "", `{"model":"mock-gpt","messages":[{"role":"user","content":"x"}]}`)
+	post("/api/v1/auth/login", "", "demo", `{"username":"admin","password":"wrong-password-99"}`)
+	var login struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.Unmarshal(post("/api/v1/auth/login", "", "demo", `{"username":"admin","password":"`+adminPassword+`"}`), &login)
+	if login.AccessToken == "" {
+		t.Fatal("login failed")
+	}
+	var created struct {
+		Key string `json:"key"`
+	}
+	json.Unmarshal(post("/api/v1/keys", login.AccessToken, "demo", `{"name":"ci"}`), &created)
+	if created.Key == "" {
+		t.Fatal("key creation failed")
+	}
+	time.Sleep(1500 * time.Millisecond) // the log is flushed every second
 	cancel()
 	select {
 	case err := <-done:
@@ -153,6 +193,22 @@ func TestServeFirstStart(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop after the signal")
+	}
+	var logLines int
+	for _, line := range strings.Split(out.String(), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue // the welcome banner, which shows the first key once on purpose
+		}
+		logLines++
+		for name, secret := range map[string]string{"api key": key, "admin password": adminPassword,
+			"wrong key": wrongKey, "wrong password": "wrong-password-99", "jwt": login.AccessToken, "new key": created.Key} {
+			if strings.Contains(line, secret) {
+				t.Errorf("the %s appears in a log line: %s", name, line)
+			}
+		}
+	}
+	if logLines < 5 {
+		t.Errorf("only %d log lines: the check above saw too little", logLines)
 	}
 }
 
