@@ -23,16 +23,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/mtai-dev/mtai/providers"
+	"github.com/mtai-dev/mtai/providers/sse"
 )
 
 var (
@@ -74,6 +73,7 @@ type Client struct {
 	model     string
 	maxTokens int64
 	now       func() time.Time
+	bufs      sse.Buffers // read buffers of streams
 }
 
 // New returns a client for deployment d (provider anthropic): d.BaseURL
@@ -110,7 +110,6 @@ func New(d providers.DeploymentConfig, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(c)
 	}
-	timeout := d.Timeout
 	maxConns := d.MaxConns
 	if maxConns <= 0 {
 		maxConns = fasthttp.DefaultMaxConnsPerHost
@@ -125,28 +124,9 @@ func New(d providers.DeploymentConfig, opts ...Option) (*Client, error) {
 		ReadBufferSize:      4096,
 		WriteBufferSize:     4096,
 		MaxResponseBodySize: 64 << 20,
-		Dial: func(addr string) (net.Conn, error) {
-			conn, err := fasthttp.DialTimeout(addr, 10*time.Second)
-			if err != nil {
-				return nil, err
-			}
-			return &idleConn{Conn: conn, timeout: timeout}, nil
-		},
+		Dial:                sse.DialIdle(d.Timeout),
 	}
 	return c, nil
-}
-
-// idleConn bounds the silence between two reads, like nginx's proxy_read_timeout.
-type idleConn struct {
-	net.Conn
-	timeout time.Duration
-}
-
-func (c *idleConn) Read(p []byte) (int, error) {
-	if c.timeout > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
-	}
-	return c.Conn.Read(p)
 }
 
 func (c *Client) newRequest(r *providers.Request, stream bool) (*fasthttp.Request, error) {
@@ -230,8 +210,8 @@ func (c *Client) Stream(ctx context.Context, r *providers.Request) (providers.St
 		defer fasthttp.ReleaseResponse(resp)
 		return nil, c.statusError(resp)
 	}
-	body, _ := resp.BodyStream().(fasthttp.ReadCloserWithError)
-	s := newStream(c, resp, body, NewChunkTranslator(r.Model, c.now().Unix()))
+	s := &stream{c: c, tr: NewChunkTranslator(r.Model, c.now().Unix())}
+	s.Init(resp, &c.bufs, "")
 	if err := s.prime(); err != nil {
 		s.Close(err)
 		return nil, err
@@ -240,12 +220,7 @@ func (c *Client) Stream(ctx context.Context, r *providers.Request) (providers.St
 }
 
 func (c *Client) transportError(err error) error {
-	var ne net.Error
-	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
-		errors.Is(err, fasthttp.ErrTLSHandshakeTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
-		err = fmt.Errorf("%w: %v", providers.ErrTimeout, err)
-	}
-	return &providers.UpstreamError{Provider: "anthropic", Deployment: c.name, Err: err}
+	return &providers.UpstreamError{Provider: "anthropic", Deployment: c.name, Err: sse.MarkTimeout(err)}
 }
 
 // statusError reads Anthropic's error body and retry-after header. Type
@@ -273,38 +248,12 @@ func (c *Client) statusError(resp *fasthttp.Response) error {
 
 // stream reads an Anthropic SSE body and hands out OpenAI chunks.
 type stream struct {
-	c    *Client
-	resp *fasthttp.Response
-	body fasthttp.ReadCloserWithError // nil: the body is in resp.Body()
-	tr   *ChunkTranslator
-
-	buf  []byte // read buffer; buf[r:w] is unread
-	r, w int
-	ev   []byte // the data of the event being assembled
-	eof  bool
-	err  error // sticky error of the upstream
-
-	mu       sync.Mutex
-	reading  bool
-	closed   bool
-	released bool
+	c  *Client
+	tr *ChunkTranslator
+	sse.Stream
 }
-
-const maxEvent = 4 << 20
 
 var errClosed = errors.New("anthropic stream closed")
-
-func newStream(c *Client, resp *fasthttp.Response, body fasthttp.ReadCloserWithError, tr *ChunkTranslator) *stream {
-	s := &stream{c: c, resp: resp, body: body, tr: tr}
-	if body == nil {
-		s.buf = resp.Body()
-		s.w = len(s.buf)
-		s.eof = true
-	} else {
-		s.buf = make([]byte, 4096)
-	}
-	return s
-}
 
 // prime reads events until the first chunk is ready (it stays queued in
 // the translator); an error event before it becomes the returned error.
@@ -335,27 +284,6 @@ func (s *stream) malformed(err error) error {
 
 // Next implements providers.Stream.
 func (s *stream) Next() ([]byte, error) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, errClosed
-	}
-	s.reading = true
-	s.mu.Unlock()
-	chunk, err := s.next()
-	s.mu.Lock()
-	s.reading = false
-	if s.closed {
-		s.releaseLocked()
-		if err == nil {
-			chunk, err = nil, errClosed
-		}
-	}
-	s.mu.Unlock()
-	return chunk, err
-}
-
-func (s *stream) next() ([]byte, error) {
 	for {
 		if c, ok := s.tr.Chunk(); ok {
 			return c, nil
@@ -373,134 +301,20 @@ func (s *stream) next() ([]byte, error) {
 	}
 }
 
-// event returns the data of the next SSE event (the lines of one event
-// joined by "\n"); event:, id:, retry: and comment lines are ignored, since
-// every Anthropic event names its type in its data.
+// event returns the data of the next SSE event; event: lines are not
+// needed, since every Anthropic event names its type in its data.
 func (s *stream) event() ([]byte, error) {
-	if s.err != nil {
-		return nil, s.err
+	ev, err := s.Stream.Next()
+	switch {
+	case err == nil:
+		return ev.Data, nil
+	case errors.Is(err, sse.ErrClosed):
+		return nil, errClosed
+	case errors.Is(err, sse.ErrTruncated):
+		return nil, &providers.UpstreamError{Provider: "anthropic", Deployment: s.c.name,
+			Err: io.ErrUnexpectedEOF, Message: "stream ended before message_stop"}
+	case errors.Is(err, sse.ErrEventTooLarge), errors.Is(err, sse.ErrLineTooLarge):
+		return nil, &providers.UpstreamError{Provider: "anthropic", Deployment: s.c.name, Err: err}
 	}
-	s.ev = s.ev[:0]
-	hasData := false
-	for {
-		nl := -1
-		for i := s.r; i < s.w; i++ {
-			if s.buf[i] == '\n' {
-				nl = i
-				break
-			}
-		}
-		if nl < 0 {
-			if s.eof {
-				if s.r < s.w { // a last line without its newline
-					nl = s.w
-				} else {
-					if hasData {
-						return s.ev, nil
-					}
-					s.err = &providers.UpstreamError{Provider: "anthropic", Deployment: s.c.name,
-						Err: io.ErrUnexpectedEOF, Message: "stream ended before message_stop"}
-					return nil, s.err
-				}
-			} else {
-				if err := s.fill(); err != nil {
-					s.err = err
-					return nil, err
-				}
-				continue
-			}
-		}
-		line := s.buf[s.r:nl]
-		s.r = min(nl+1, s.w)
-		if n := len(line); n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
-		}
-		if len(line) == 0 {
-			if hasData {
-				return s.ev, nil
-			}
-			continue
-		}
-		if payload, ok := cutPrefix(line, "data:"); ok {
-			if len(payload) > 0 && payload[0] == ' ' {
-				payload = payload[1:]
-			}
-			if hasData {
-				s.ev = append(s.ev, '\n')
-			}
-			s.ev = append(s.ev, payload...)
-			hasData = true
-			if len(s.ev) > maxEvent {
-				s.err = &providers.UpstreamError{Provider: "anthropic", Deployment: s.c.name,
-					Err: errors.New("SSE event larger than 4 MiB")}
-				return nil, s.err
-			}
-		}
-	}
-}
-
-func cutPrefix(b []byte, p string) ([]byte, bool) {
-	if len(b) >= len(p) && string(b[:len(p)]) == p {
-		return b[len(p):], true
-	}
-	return nil, false
-}
-
-// fill reads more bytes from the body, compacting or growing the buffer.
-func (s *stream) fill() error {
-	if s.r > 0 {
-		n := copy(s.buf, s.buf[s.r:s.w])
-		s.r, s.w = 0, n
-	}
-	if s.w == len(s.buf) {
-		if len(s.buf) >= maxEvent {
-			return &providers.UpstreamError{Provider: "anthropic", Deployment: s.c.name,
-				Err: errors.New("SSE line larger than 4 MiB")}
-		}
-		nb := make([]byte, 2*len(s.buf))
-		copy(nb, s.buf[:s.w])
-		s.buf = nb
-	}
-	n, err := s.body.Read(s.buf[s.w:])
-	s.w += n
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			s.eof = true
-			return nil
-		}
-		if n > 0 {
-			return nil
-		}
-		return s.c.transportError(err)
-	}
-	return nil
-}
-
-// Close implements providers.Stream. It interrupts a blocked Next; the
-// connection and buffers are released once, when no Next is running.
-func (s *stream) Close(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	s.closed = true
-	if s.body != nil {
-		if err == nil && !s.eof {
-			err = errClosed // not read to the end: the connection cannot be reused
-		}
-		_ = s.body.CloseWithError(err)
-	}
-	if !s.reading {
-		s.releaseLocked()
-	}
-}
-
-func (s *stream) releaseLocked() {
-	if s.released {
-		return
-	}
-	s.released = true
-	s.buf = nil
-	fasthttp.ReleaseResponse(s.resp)
+	return nil, s.c.transportError(err)
 }

@@ -10,21 +10,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/mtai-dev/mtai/providers"
+	"github.com/mtai-dev/mtai/providers/sse"
 )
 
 var (
 	_ providers.Provider = (*Client)(nil)
 	_ providers.Embedder = (*Client)(nil)
+	_ providers.Stream   = (*stream)(nil)
 )
 
 // Client calls one OpenAI-compatible deployment. It is safe for concurrent use.
@@ -37,6 +37,7 @@ type Client struct {
 	authKey  string // header name: Authorization or api-key
 	authVal  string
 	timeout  time.Duration
+	bufs     sse.Buffers // read buffers of streams
 }
 
 // New returns a client for deployment d (provider openai or azure).
@@ -69,7 +70,6 @@ func New(d providers.DeploymentConfig) (*Client, error) {
 			c.authKey, c.authVal = "Authorization", "Bearer "+d.APIKey
 		}
 	}
-	timeout := d.Timeout
 	c.hc = &fasthttp.HostClient{
 		Addr:                host,
 		IsTLS:               u.Scheme == "https",
@@ -80,29 +80,9 @@ func New(d providers.DeploymentConfig) (*Client, error) {
 		ReadBufferSize:      4096,
 		WriteBufferSize:     4096,
 		MaxResponseBodySize: 64 << 20,
-		Dial: func(addr string) (net.Conn, error) {
-			conn, err := fasthttp.DialTimeout(addr, 10*time.Second)
-			if err != nil {
-				return nil, err
-			}
-			return &idleConn{Conn: conn, timeout: timeout}, nil
-		},
+		Dial:                sse.DialIdle(d.Timeout),
 	}
 	return c, nil
-}
-
-// idleConn bounds the silence between two reads: before the first response
-// byte and between two chunks of a stream, like nginx's proxy_read_timeout.
-type idleConn struct {
-	net.Conn
-	timeout time.Duration
-}
-
-func (c *idleConn) Read(p []byte) (int, error) {
-	if c.timeout > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
-	}
-	return c.Conn.Read(p)
 }
 
 func (c *Client) newRequest(target string, r *providers.Request) *fasthttp.Request {
@@ -169,21 +149,13 @@ func (c *Client) Stream(ctx context.Context, r *providers.Request) (providers.St
 		defer fasthttp.ReleaseResponse(resp)
 		return nil, c.statusError(resp)
 	}
-	body, ok := resp.BodyStream().(fasthttp.ReadCloserWithError)
-	if !ok {
-		// A body that was already read whole (tiny answers): relay from memory.
-		return newStream(c, resp, nil), nil
-	}
-	return newStream(c, resp, body), nil
+	s := &stream{c: c}
+	s.Init(resp, &c.bufs, "[DONE]")
+	return s, nil
 }
 
 func (c *Client) transportError(err error) error {
-	var ne net.Error
-	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
-		errors.Is(err, fasthttp.ErrTLSHandshakeTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
-		err = fmt.Errorf("%w: %v", providers.ErrTimeout, err)
-	}
-	return &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Err: err}
+	return &providers.UpstreamError{Provider: c.provider, Deployment: c.name, Err: sse.MarkTimeout(err)}
 }
 
 func (c *Client) statusError(resp *fasthttp.Response) error {
@@ -209,186 +181,27 @@ func (c *Client) statusError(resp *fasthttp.Response) error {
 	return e
 }
 
-// stream reads SSE events from an upstream response body.
+// stream relays the data of an upstream's SSE events.
 type stream struct {
-	c    *Client
-	resp *fasthttp.Response
-	body fasthttp.ReadCloserWithError // nil: the body is in resp.Body()
-
-	buf  []byte // read buffer; buf[r:w] is unread
-	r, w int
-	ev   []byte // the event being assembled
-	eof  bool
-
-	mu       sync.Mutex
-	reading  bool
-	closed   bool
-	released bool
-}
-
-const maxEvent = 4 << 20
-
-// streamBufSize is the first size of a stream's read buffer: events are a
-// few hundred bytes, and the buffer grows for larger ones. Small, because
-// every open stream holds one.
-const streamBufSize = 1024
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, streamBufSize); return &b }}
-
-func newStream(c *Client, resp *fasthttp.Response, body fasthttp.ReadCloserWithError) *stream {
-	s := &stream{c: c, resp: resp, body: body}
-	if body == nil {
-		s.buf = resp.Body()
-		s.w = len(s.buf)
-		s.eof = true
-	} else {
-		s.buf = *(bufPool.Get().(*[]byte))
-	}
-	return s
+	c *Client
+	sse.Stream
 }
 
 var errClosed = errors.New("stream closed")
 
 // Next implements providers.Stream.
 func (s *stream) Next() ([]byte, error) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	ev, err := s.Stream.Next()
+	switch {
+	case err == nil || err == io.EOF:
+		return ev.Data, err
+	case errors.Is(err, sse.ErrClosed):
 		return nil, errClosed
+	case errors.Is(err, sse.ErrTruncated):
+		return nil, &providers.UpstreamError{Provider: s.c.provider, Deployment: s.c.name,
+			Err: io.ErrUnexpectedEOF, Message: "stream ended without [DONE]"}
+	case errors.Is(err, sse.ErrEventTooLarge), errors.Is(err, sse.ErrLineTooLarge):
+		return nil, &providers.UpstreamError{Provider: s.c.provider, Deployment: s.c.name, Err: err}
 	}
-	s.reading = true
-	s.mu.Unlock()
-	ev, err := s.next()
-	s.mu.Lock()
-	s.reading = false
-	if s.closed {
-		s.releaseLocked()
-		if err == nil {
-			err = errClosed
-		}
-	}
-	s.mu.Unlock()
-	return ev, err
-}
-
-func (s *stream) next() ([]byte, error) {
-	s.ev = s.ev[:0]
-	hasData := false
-	for {
-		nl := -1
-		for i := s.r; i < s.w; i++ {
-			if s.buf[i] == '\n' {
-				nl = i
-				break
-			}
-		}
-		if nl < 0 {
-			if s.eof {
-				if hasData {
-					return s.ev, nil
-				}
-				return nil, &providers.UpstreamError{Provider: s.c.provider, Deployment: s.c.name,
-					Err: io.ErrUnexpectedEOF, Message: "stream ended without [DONE]"}
-			}
-			if err := s.fill(); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		line := s.buf[s.r:nl]
-		s.r = nl + 1
-		if n := len(line); n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
-		}
-		if len(line) == 0 {
-			if hasData {
-				return s.ev, nil
-			}
-			continue
-		}
-		if len(line) >= 5 && string(line[:5]) == "data:" {
-			payload := line[5:]
-			if len(payload) > 0 && payload[0] == ' ' {
-				payload = payload[1:]
-			}
-			if !hasData && string(payload) == "[DONE]" {
-				return nil, io.EOF
-			}
-			if hasData {
-				// SSE joins data lines with a newline; the payload is JSON, where
-				// a space is the same and keeps the relayed event on one line.
-				s.ev = append(s.ev, ' ')
-			}
-			s.ev = append(s.ev, payload...)
-			hasData = true
-			if len(s.ev) > maxEvent {
-				return nil, &providers.UpstreamError{Provider: s.c.provider, Deployment: s.c.name,
-					Err: errors.New("SSE event larger than 4 MiB")}
-			}
-		}
-		// comments (":"), event:, id:, retry: lines are ignored.
-	}
-}
-
-// fill reads more bytes from the body, compacting or growing the buffer.
-func (s *stream) fill() error {
-	if s.r > 0 {
-		n := copy(s.buf, s.buf[s.r:s.w])
-		s.r, s.w = 0, n
-	}
-	if s.w == len(s.buf) {
-		if len(s.buf) >= maxEvent {
-			return &providers.UpstreamError{Provider: s.c.provider, Deployment: s.c.name,
-				Err: errors.New("SSE line larger than 4 MiB")}
-		}
-		nb := make([]byte, 2*len(s.buf))
-		copy(nb, s.buf[:s.w])
-		s.buf = nb
-	}
-	n, err := s.body.Read(s.buf[s.w:])
-	s.w += n
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			s.eof = true
-			return nil
-		}
-		if n > 0 {
-			return nil
-		}
-		return s.c.transportError(err)
-	}
-	return nil
-}
-
-// Close implements providers.Stream. It interrupts a blocked Next; the
-// connection and buffers are released once no Next is running.
-func (s *stream) Close(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	s.closed = true
-	if s.body != nil {
-		if err == nil && !s.eof {
-			err = errClosed // not read to the end: the connection cannot be reused
-		}
-		_ = s.body.CloseWithError(err)
-	}
-	if !s.reading {
-		s.releaseLocked()
-	}
-}
-
-func (s *stream) releaseLocked() {
-	if s.released {
-		return
-	}
-	s.released = true
-	if s.body != nil && cap(s.buf) == streamBufSize {
-		b := s.buf[:streamBufSize]
-		bufPool.Put(&b)
-	}
-	s.buf = nil
-	fasthttp.ReleaseResponse(s.resp)
+	return nil, s.c.transportError(err)
 }
