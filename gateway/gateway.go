@@ -130,6 +130,9 @@ type Options struct {
 	// Conversations stores /api/v1/chat's conversations (with Platform); nil: /api/v1/chat is not served.
 	Conversations ConversationStore
 	RAG           RAG // serves /api/v1/rag and retrieval on chats (*rag.Service); nil: neither
+
+	// Admin answers /api/v1/admin/stats and /usage (*admin.Service; with Platform); nil: 501.
+	Admin Admin
 }
 
 // Server serves the gateway's HTTP API. Build it with New, run it with Serve.
@@ -149,6 +152,7 @@ type Server struct {
 	platform Platform
 	convs    ConversationStore
 	rag      RAG
+	admin    Admin
 
 	srv *fasthttp.Server
 
@@ -186,6 +190,7 @@ func New(o Options) (*Server, error) {
 		cfg: o.Config, router: o.Router, keys: o.Keys, log: o.Logger, version: o.Version,
 		checks: o.Checks, optional: o.Optional, now: o.Now, metrics: NewMetrics(), limiter: o.Limiter, usage: o.Meter,
 		platform: o.Platform, convs: o.Conversations, rag: o.RAG,
+		admin:   o.Admin,
 		streams: make(map[*relay]struct{}),
 	}
 	s.started = s.now()
@@ -256,6 +261,7 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	s.platformRoutes(r)
 	s.chatRoutes(r)
 	s.ragRoutes(r)
+	s.adminRoutes(r)
 	s.docsRoutes(r)
 
 	r.NotFound = func(rc *fasthttp.RequestCtx) {

@@ -6,7 +6,10 @@
 # is missing or stale (npm ci; it downloads no browser), builds ./cmd/mtai,
 # starts it on a free 127.0.0.1 port with a temporary data dir and a
 # bootstrap API key, waits for /ping, runs `node --test` with MTAI_URL and
-# MTAI_KEY set, stops the gateway, and exits with node's status.
+# MTAI_KEY set, stops the gateway, and exits with node's status. Before the
+# tests it seeds the store with admintest's tenants, keys and usage events
+# (admin/admintest/seedusage), which the dashboard test (MTAI_ADMIN_PASSWORD:
+# the bootstrap admin's) expects.
 # Screenshots are left in e2e/browser/test-artifacts/.
 set -euo pipefail
 
@@ -54,13 +57,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "building the gateway"
-(cd "$root" && go build -o "$tmp/mtai" ./cmd/mtai)
+(cd "$root" && go build -o "$tmp/mtai" ./cmd/mtai && go build -o "$tmp/seedusage" ./admin/admintest/seedusage)
 
 key="sk-mtai-browser-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+admin_password="browser-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 log=$tmp/mtai.log
 # Port 0: the kernel picks a free port; the gateway says which one it got.
 env -u MTAI_CONFIG -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u DATABASE_URL -u REDIS_URL -u MTAI_ADDR -u PORT \
-  MTAI_ADDR=127.0.0.1:0 MTAI_DATA_DIR="$tmp/data" MTAI_BOOTSTRAP_API_KEY="$key" LOG_LEVEL=info \
+  MTAI_ADDR=127.0.0.1:0 MTAI_DATA_DIR="$tmp/data" MTAI_BOOTSTRAP_API_KEY="$key" \
+  MTAI_BOOTSTRAP_ADMIN_PASSWORD="$admin_password" LOG_LEVEL=info \
   "$tmp/mtai" serve >"$log" 2>&1 &
 gw_pid=$!
 
@@ -86,9 +91,10 @@ for i in $(seq 1 100); do
   sleep 0.1
 done
 say "gateway up at $url (pid $gw_pid)"
+"$tmp/seedusage" -db "$tmp/data/mtai.db" >&2
 
 status=0
-(cd "$dir" && MTAI_URL="$url" MTAI_KEY="$key" CHROMIUM="$chromium" node --test) || status=$?
+(cd "$dir" && MTAI_URL="$url" MTAI_KEY="$key" MTAI_ADMIN_PASSWORD="$admin_password" CHROMIUM="$chromium" node --test --test-concurrency=1) || status=$?
 if [ "$status" != 0 ]; then
   say "node --test failed ($status); the gateway's log:"
   tail -n 50 "$log" >&2

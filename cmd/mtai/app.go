@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/mtai-dev/mtai/admin"
 	"github.com/mtai-dev/mtai/billing"
 	"github.com/mtai-dev/mtai/chat"
 	"github.com/mtai-dev/mtai/store/postgres"
@@ -30,6 +31,7 @@ type database interface {
 	Close() error
 	billing.UsageWriter
 	ratelimit.SpendSource
+	admin.Store
 }
 
 // app holds the long-lived dependencies, closed in reverse order.

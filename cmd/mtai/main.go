@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mtai-dev/mtai/admin"
 	"github.com/mtai-dev/mtai/gateway"
 	"github.com/mtai-dev/mtai/providers"
 	"github.com/mtai-dev/mtai/providers/anthropic"
@@ -150,6 +151,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		Limiter:       limiter,
 		Meter:         a.meter,
 		Conversations: a.convs,
+		Admin:         admin.New(a.db, nil),
 		Config:        cfg.Server,
 		Router:        router,
 		Keys:          a.keys,
