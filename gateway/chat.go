@@ -104,6 +104,7 @@ func (s *Server) prepareChat(rc *fasthttp.RequestCtx, st *reqState, body []byte)
 		text, _, _ := sp.jsonString(`{"role":"system","content":`, p.Policy.SystemPrompt, "},")
 		sp.add(edit{at: req.msgStart + 1, end: req.msgStart + 1, text: text})
 	}
+	s.ragInject(rc, st, body) // retrieved context, after the tenant's prompt
 
 	// Streams: always ask the upstream for usage (it is what we bill).
 	st.stream = req.stream

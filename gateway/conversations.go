@@ -17,6 +17,7 @@ import (
 	"github.com/mtai-dev/mtai/billing"
 	"github.com/mtai-dev/mtai/chat"
 	"github.com/mtai-dev/mtai/providers"
+	"github.com/mtai-dev/mtai/rag"
 	"github.com/mtai-dev/mtai/tenancy"
 )
 
@@ -45,9 +46,9 @@ const historyMessages = 1000
 // storeTimeout bounds one store call of the platform chat.
 const storeTimeout = 10 * time.Second
 
-// errRAGNotImplemented answers use_rag: true until retrieval exists.
+// errRAGNotImplemented answers use_rag: true on a gateway built without RAG.
 var errRAGNotImplemented = &requestError{status: fasthttp.StatusNotImplemented, code: "not_implemented", param: "use_rag",
-	message: "Retrieval-augmented chat (use_rag: true) is not available on this gateway yet; send use_rag: false or leave it out."}
+	message: "Retrieval-augmented chat (use_rag: true) is not enabled on this gateway; send use_rag: false or leave it out."}
 
 // chatAPI serves /api/v1/chat. Built by chatRoutes; safe for concurrent use.
 type chatAPI struct {
@@ -182,6 +183,8 @@ type chatResponse struct {
 	LatencyMS      int64            `json:"latency_ms"`
 	CostUSD        tenancy.MicroUSD `json:"cost_usd"`
 	RequestID      string           `json:"request_id"`
+	// Sources are the retrieved chunks injected into this turn (use_rag).
+	Sources []rag.Source `json:"sources,omitempty"`
 }
 
 // chatTurn is one turn being served: what to store once the answer is in.
@@ -216,8 +219,14 @@ func (a *chatAPI) chat(rc *fasthttp.RequestCtx, st *reqState, streamPath bool) e
 	if err != nil {
 		return err
 	}
-	if in.UseRAG != nil && *in.UseRAG {
-		return errRAGNotImplemented
+	if in.UseRAG != nil {
+		if *in.UseRAG && s.rag == nil {
+			return errRAGNotImplemented
+		}
+		st.ragMode = -1
+		if *in.UseRAG {
+			st.ragMode = 1
+		}
 	}
 	owner, err := ownerOf(p)
 	if err != nil {
@@ -416,6 +425,7 @@ func (t *chatTurn) finish(st *reqState, answer string) (*chatResponse, error) {
 		LatencyMS:  end.Sub(st.start).Milliseconds(),
 		CostUSD:    a.cost(st, u),
 		RequestID:  st.requestID,
+		Sources:    st.sources,
 	}
 	msgs := append(t.stored, chat.Message{Role: chat.RoleAssistant, Content: answer, Model: st.model,
 		TokensUsed: out.TokensUsed, Cost: out.CostUSD, LatencyMS: out.LatencyMS, RequestID: out.RequestID, CreatedAt: end})

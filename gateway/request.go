@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mtai-dev/mtai/providers"
+	"github.com/mtai-dev/mtai/rag"
 	"github.com/mtai-dev/mtai/tenancy"
 )
 
@@ -47,7 +48,12 @@ type reqState struct {
 	splice splicer
 	call   providers.Call
 	lim    limitState
-	bill   meterState
+
+	// ragMode forces retrieval on (1) or off (-1); 0 lets the tenant's
+	// policy and the X-MTAI-RAG header decide. sources are what was injected.
+	ragMode int8
+	sources []rag.Source
+	bill    meterState
 }
 
 func (s *Server) begin(rc *fasthttp.RequestCtx, route string) *reqState {

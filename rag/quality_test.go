@@ -1,9 +1,11 @@
 package rag_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,9 +97,19 @@ func TestRetrievalQuality(t *testing.T) {
 		svc  *rag.Service
 		min  float64 // measured, less a margin
 	}{
-		{"offline embedder alone (hash-v1-256)", newService(-1), 0.45},
-		{"BM25 alone", newService(1), 0.55},
-		{"hybrid (default: 0.5 embedder + 0.5 BM25)", hybrid, 0.55},
+		{"offline embedder alone (hash-v1-256)", newService(-1), 0.90},
+		{"BM25 alone", newService(1), 0.93},
+		{"hybrid (default: 0.2 embedder + 0.8 BM25)", hybrid, 0.93},
+	}
+	// MTAI_RAG_KEYWORD_WEIGHTS=0.6,0.8 adds hybrids of other weights (tuning).
+	for _, w := range strings.Split(os.Getenv("MTAI_RAG_KEYWORD_WEIGHTS"), ",") {
+		if kw, err := strconv.ParseFloat(w, 64); err == nil {
+			rankings = append(rankings, struct {
+				name string
+				svc  *rag.Service
+				min  float64
+			}{fmt.Sprintf("hybrid, keyword weight %.2f", kw), newService(kw), 0})
+		}
 	}
 	for _, r := range rankings {
 		hits, rr := 0, 0.0
@@ -118,7 +130,9 @@ func TestRetrievalQuality(t *testing.T) {
 		recall := float64(hits) / float64(len(pages))
 		t.Logf("%-44s recall@5 = %.3f  MRR@5 = %.3f  (%d queries, %v per query)", r.name, recall,
 			rr/float64(len(pages)), len(pages), time.Since(qstart)/time.Duration(len(pages)))
-		if recall < r.min {
+		// the floors hold for the default corpus (measured there, less a
+		// margin); a larger corpus is harder: its numbers are only logged
+		if recall < r.min && os.Getenv("MTAI_RAG_CORPUS_PAGES") == "" {
 			t.Errorf("%s: recall@5 = %.3f, want ≥ %.2f", r.name, recall, r.min)
 		}
 	}
@@ -136,5 +150,3 @@ func waitIdle(t testing.TB, s *rag.Service, limit time.Duration) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-

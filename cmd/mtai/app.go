@@ -16,6 +16,13 @@ import (
 	"github.com/mtai-dev/mtai/admin"
 	"github.com/mtai-dev/mtai/billing"
 	"github.com/mtai-dev/mtai/chat"
+	"github.com/mtai-dev/mtai/rag"
+	"github.com/mtai-dev/mtai/rag/embedded"
+	"github.com/mtai-dev/mtai/rag/hashembed"
+	"github.com/mtai-dev/mtai/rag/localblob"
+	"github.com/mtai-dev/mtai/rag/milvus"
+	"github.com/mtai-dev/mtai/rag/openaiembed"
+	"github.com/mtai-dev/mtai/rag/s3blob"
 	"github.com/mtai-dev/mtai/store/postgres"
 	"github.com/mtai-dev/mtai/store/sqlite"
 	"github.com/mtai-dev/mtai/tenancy"
@@ -203,4 +210,62 @@ func (a *app) bootstrap(ctx context.Context, w io.Writer, addr string) error {
 		printWelcome(w, addr, a.cfg.BootstrapTenant, strings.TrimSpace(string(key)), "", false)
 	}
 	return nil
+}
+
+// openRAG builds the document service: the embedder (offline lexical by
+// default, or a routed embeddings model), the vector store (embedded in the
+// data dir, or Milvus), the blob store (data dir, or S3); then starts its
+// ingestion workers. It is closed before the store.
+func (a *app) openRAG(ctx context.Context, router openaiembed.Router) (*rag.Service, error) {
+	cfg := a.cfg
+	var emb rag.Embedder = hashembed.New(0)
+	if cfg.RAG.EmbeddingModel != "" {
+		e, err := openaiembed.New(ctx, router, openaiembed.Config{Model: cfg.RAG.EmbeddingModel, Dimensions: cfg.RAG.EmbeddingDimensions})
+		if err != nil {
+			return nil, fmt.Errorf("MTAI_RAG_EMBEDDING_MODEL: %w", err)
+		}
+		emb = e
+	}
+	var vectors rag.VectorStore
+	if cfg.RAG.MilvusAddress != "" {
+		m, err := milvus.Open(ctx, milvus.Config{Address: cfg.RAG.MilvusAddress, Token: cfg.RAG.MilvusToken}, emb.ID(), emb.Dimension())
+		if err != nil {
+			return nil, fmt.Errorf("MILVUS_ADDRESS: %w", err)
+		}
+		vectors = m
+	} else {
+		e, err := embedded.Open(filepath.Join(cfg.DataDir, "rag", "vectors"), emb.ID(), emb.Dimension())
+		if err != nil {
+			return nil, fmt.Errorf("MTAI_DATA_DIR (vectors): %w", err)
+		}
+		vectors = e
+	}
+	var blobs rag.BlobStore
+	if cfg.RAG.S3Bucket != "" {
+		b, err := s3blob.Open(ctx, s3blob.Config{Bucket: cfg.RAG.S3Bucket, Endpoint: cfg.RAG.S3Endpoint, Prefix: cfg.RAG.S3Prefix})
+		if err != nil {
+			return nil, fmt.Errorf("S3_BUCKET: %w", err)
+		}
+		blobs = b
+	} else {
+		b, err := localblob.Open(filepath.Join(cfg.DataDir, "rag", "blobs"))
+		if err != nil {
+			return nil, fmt.Errorf("MTAI_DATA_DIR (documents): %w", err)
+		}
+		blobs = b
+	}
+	docs, ok := a.db.(rag.DocumentStore)
+	if !ok {
+		return nil, fmt.Errorf("the store does not keep documents")
+	}
+	svc, err := rag.New(rag.Config{Documents: docs, Vectors: vectors, Blobs: blobs, Embedder: emb,
+		Workers: cfg.RAG.Workers, MaxDocumentBytes: cfg.RAG.MaxDocumentBytes, Logger: a.log.Named("rag")})
+	if err != nil {
+		return nil, err
+	}
+	if err := svc.Start(ctx); err != nil {
+		return nil, fmt.Errorf("rag: %w", err)
+	}
+	a.closers = append(a.closers, svc.Close)
+	return svc, nil
 }

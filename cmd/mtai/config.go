@@ -40,6 +40,8 @@ type Config struct {
 	// JWTTTL is how long a login token lasts (MTAI_JWT_TTL). Default 1h.
 	JWTTTL time.Duration `yaml:"jwt_ttl"`
 
+	// RAG configures documents and retrieval.
+	RAG RAGConfig `yaml:"rag"`
 	// Limits configures rate limiting and budgets.
 	Limits LimitsConfig `yaml:"limits"`
 	// PricesFile overrides the built-in price table (MTAI_PRICES_FILE).
@@ -54,6 +56,29 @@ type Config struct {
 	BootstrapAdminPassword string `yaml:"-"`
 	// BootstrapKey is the first API key (MTAI_BOOTSTRAP_API_KEY); generated when empty.
 	BootstrapKey string `yaml:"-"`
+}
+
+// RAGConfig configures the document service.
+type RAGConfig struct {
+	// EmbeddingModel is a routed embeddings model (MTAI_RAG_EMBEDDING_MODEL);
+	// empty: the offline lexical embedder.
+	EmbeddingModel string `yaml:"embedding_model"`
+	// EmbeddingDimensions asks that model for shorter vectors (MTAI_RAG_EMBEDDING_DIMENSIONS).
+	EmbeddingDimensions int `yaml:"embedding_dimensions"`
+	// MilvusAddress selects Milvus for vectors (MILVUS_ADDRESS); empty: embedded in the data dir.
+	MilvusAddress string `yaml:"milvus_address"`
+	// MilvusToken authenticates to Milvus (MILVUS_TOKEN).
+	MilvusToken string `yaml:"-"`
+	// S3Bucket keeps uploaded files in S3 (S3_BUCKET); empty: the data dir.
+	S3Bucket string `yaml:"s3_bucket"`
+	// S3Endpoint is an S3-compatible endpoint, path-style (S3_ENDPOINT).
+	S3Endpoint string `yaml:"s3_endpoint"`
+	// S3Prefix starts every object key (MTAI_S3_PREFIX).
+	S3Prefix string `yaml:"s3_prefix"`
+	// Workers ingest documents in the background (MTAI_RAG_WORKERS). Default 2.
+	Workers int `yaml:"workers"`
+	// MaxDocumentBytes caps an upload (MTAI_RAG_MAX_DOCUMENT_BYTES). Default 6 MiB.
+	MaxDocumentBytes int64 `yaml:"max_document_bytes"`
 }
 
 // LimitsConfig configures the rate limiter.
@@ -140,6 +165,29 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 			return nil, fmt.Errorf("MTAI_LIMIT_DEFAULT_MAX_TOKENS=%q: want a positive integer", v)
 		}
 		c.Limits.DefaultMaxTokens = n
+	}
+	for name, dst := range map[string]*string{"MTAI_RAG_EMBEDDING_MODEL": &c.RAG.EmbeddingModel,
+		"MILVUS_ADDRESS": &c.RAG.MilvusAddress, "MILVUS_TOKEN": &c.RAG.MilvusToken, "S3_BUCKET": &c.RAG.S3Bucket,
+		"S3_ENDPOINT": &c.RAG.S3Endpoint, "MTAI_S3_PREFIX": &c.RAG.S3Prefix} {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	for name, dst := range map[string]*int{"MTAI_RAG_EMBEDDING_DIMENSIONS": &c.RAG.EmbeddingDimensions, "MTAI_RAG_WORKERS": &c.RAG.Workers} {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("%s=%q: want a non-negative integer", name, v)
+			}
+			*dst = n
+		}
+	}
+	if v := getenv("MTAI_RAG_MAX_DOCUMENT_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("MTAI_RAG_MAX_DOCUMENT_BYTES=%q: want a positive integer", v)
+		}
+		c.RAG.MaxDocumentBytes = n
 	}
 	if v := getenv("MTAI_USAGE_RETENTION"); v != "" {
 		d, err := time.ParseDuration(v)

@@ -137,6 +137,10 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	if err := a.openMeter(); err != nil {
 		return err
 	}
+	ragSvc, err := a.openRAG(ctx, router)
+	if err != nil {
+		return err
+	}
 	checks := []gateway.Checker{namedCheck{"store", a.db.Ping}, dataDirCheck(cfg.DataDir)}
 	if a.redis != nil {
 		checks = append(checks, namedCheck{"redis", func(ctx context.Context) error { return a.redis.Ping(ctx).Err() }})
@@ -152,6 +156,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		Meter:         a.meter,
 		Conversations: a.convs,
 		Admin:         admin.New(a.db, nil),
+		RAG:           ragSvc,
 		Config:        cfg.Server,
 		Router:        router,
 		Keys:          a.keys,

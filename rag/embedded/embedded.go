@@ -5,12 +5,14 @@
 //
 // A tenant's chunks are loaded in memory on first use. Search is exact for
 // small tenants and for searches filtered to documents. For larger tenants
-// it scans 1-bit codes of the vectors (the sign of each component) scored
-// against the full-precision query through byte lookup tables (asymmetric
-// distance), then re-ranks the best candidates with the exact inner
-// product; the test measures its recall against exact search (≥ 0.95 at
-// k = 10 is required). The store also ranks chunks by BM25 (the
-// rag.KeywordSearcher ability), which the rag.Service mixes in.
+// it scans 2-bit codes of the vectors (per component: its sign, and whether
+// it is large, above the vector's RMS; per vector: the mean magnitude of its
+// small and of its large components), scored against the full-precision
+// query through byte lookup tables (asymmetric distance), then re-ranks the
+// best candidates with the exact inner product. The tests measure its
+// recall against exact search (≥ 0.95 at k = 10 is required). The store
+// also ranks chunks by BM25 (the rag.KeywordSearcher ability), which the
+// rag.Service mixes in.
 package embedded
 
 import (
@@ -43,10 +45,12 @@ var (
 const (
 	// ExactBelow: tenants with fewer live chunks are searched exactly.
 	ExactBelow = 4096
-	// rerankMin and rerankPerK: how many candidates of the 1-bit scan are
+	// rerankMin and rerankPerK: how many candidates of the 2-bit scan are
 	// re-ranked exactly: max(rerankMin, rerankPerK·k).
-	rerankMin  = 256
-	rerankPerK = 32
+	rerankMin  = 512
+	rerankPerK = 50
+	// parallelAbove: scans of more codes are split over two goroutines.
+	parallelAbove = 32768
 	// compactRatio: a tenant whose dead slots exceed this share (and 256)
 	// is rebuilt.
 	compactRatio = 0.25
@@ -58,7 +62,7 @@ const (
 type Store struct {
 	dir   string
 	dim   int
-	words int // uint64 words of a 1-bit code
+	words int // uint64 words of a bit plane (one bit per component)
 
 	mu      sync.Mutex
 	tenants map[int64]*tenant
@@ -104,12 +108,16 @@ type tenant struct {
 	heading []string
 	text    []string
 	vecs    []float32 // slot·dim
-	codes   []uint64  // slot·words: bit j set when component j ≥ 0
-	dead    []bool
-	ndead   int
-	slots   map[int64][]int32 // document → its slots
-	names   map[int64]string
-	bm25    rag.BM25
+	// codes: slot·3·words: the bit planes sign (component ≥ 0), large
+	// positive and large negative (|component| ≥ the vector's RMS)
+	codes []uint64
+	// levels: slot·2: mean magnitude of the small and of the large components
+	levels []float32
+	dead   []bool
+	ndead  int
+	slots  map[int64][]int32 // document → its slots
+	names  map[int64]string
+	bm25   rag.BM25
 }
 
 func (s *Store) tenant(id int64) (*tenant, error) {
@@ -234,7 +242,7 @@ func (s *Store) index(t *tenant, doc int64, name string, chunk int32, heading, t
 	t.heading = append(t.heading, heading)
 	t.text = append(t.text, text)
 	t.vecs = append(t.vecs, vec...)
-	t.codes = appendCode(t.codes, vec, s.words)
+	t.codes, t.levels = appendCode(t.codes, t.levels, vec, s.words)
 	t.dead = append(t.dead, false)
 	if t.slots == nil {
 		t.slots, t.names = map[int64][]int32{}, map[int64]string{}
@@ -251,26 +259,62 @@ func bm25Text(heading, text string) string {
 	return heading + "\n" + text
 }
 
-// appendCode appends the 1-bit code of vec.
-func appendCode(codes []uint64, vec []float32, words int) []uint64 {
-	for w := range words {
-		var c uint64
-		for b := range 64 {
-			j := w*64 + b
-			if j < len(vec) && vec[j] >= 0 {
-				c |= 1 << b
+// appendCode appends the 2-bit code of vec: its three bit planes and its
+// two magnitude levels.
+func appendCode(codes []uint64, levels []float32, vec []float32, words int) ([]uint64, []float32) {
+	var sq float64
+	for _, x := range vec {
+		sq += float64(x) * float64(x)
+	}
+	tau := float32(math.Sqrt(sq / float64(len(vec))))
+	var lo, hi float32
+	var nlo, nhi int
+	for _, x := range vec {
+		if a := abs(x); a >= tau && a > 0 {
+			hi += a
+			nhi++
+		} else {
+			lo += a
+			nlo++
+		}
+	}
+	if nlo > 0 {
+		lo /= float32(nlo)
+	}
+	if nhi > 0 {
+		hi /= float32(nhi)
+	}
+	start := len(codes)
+	codes = append(codes, make([]uint64, 3*words)...)
+	sign, pos, neg := codes[start:start+words], codes[start+words:start+2*words], codes[start+2*words:]
+	for j, x := range vec {
+		w, bit := j/64, uint64(1)<<(j%64)
+		if x >= 0 {
+			sign[w] |= bit
+		}
+		if a := abs(x); a >= tau && a > 0 {
+			if x >= 0 {
+				pos[w] |= bit
+			} else {
+				neg[w] |= bit
 			}
 		}
-		codes = append(codes, c)
 	}
-	return codes
+	return codes, append(levels, lo, hi)
+}
+
+func abs(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
 
 // compact rebuilds t without its dead slots; t is locked.
 func (s *Store) compact(t *tenant) {
 	doc, chunk, heading, text, vecs, dead, names := t.doc, t.chunk, t.heading, t.text, t.vecs, t.dead, t.names
 	t.doc, t.chunk, t.heading, t.text = nil, nil, nil, nil
-	t.vecs, t.codes, t.dead, t.ndead = nil, nil, nil, 0
+	t.vecs, t.codes, t.levels, t.dead, t.ndead = nil, nil, nil, nil, 0
 	t.slots, t.names = nil, nil
 	t.bm25 = rag.BM25{}
 	for slot := range doc {
@@ -294,7 +338,10 @@ func (s *Store) SearchText(ctx context.Context, tenantID int64, query string, k 
 	if len(documentIDs) > 0 {
 		accept = func(slot int32) bool { return slices.Contains(documentIDs, t.doc[slot]) }
 	}
-	scored, _ := t.bm25.Search(query, k, accept, nil)
+	sp := scorePool.Get().(*[]float32)
+	scored, scores := t.bm25.Search(query, k, accept, *sp)
+	*sp = scores
+	scorePool.Put(sp)
 	return t.hits(scored), nil
 }
 
@@ -315,7 +362,7 @@ func (s *Store) Search(ctx context.Context, req rag.SearchRequest) ([]rag.Hit, e
 	var scored []rag.Scored
 	switch {
 	case len(req.DocumentIDs) > 0:
-		var slots []int32
+		slots := []int32{} // not nil: nil means every slot
 		for _, d := range req.DocumentIDs {
 			slots = append(slots, t.slots[d]...)
 		}
@@ -370,57 +417,106 @@ func (s *Store) exact(t *tenant, q []float32, k int, slots []int32) []rag.Scored
 	return top.Sorted()
 }
 
-// approx scans the 1-bit codes with lookup tables of the query (for each
-// byte of a code, the sum of ±q over its 8 components), keeps the best
-// candidates and re-ranks them exactly.
+// approx scores every live slot from its 2-bit code,
+//
+//	est = lo·Σ_j q_j·sign_j + (hi−lo)·Σ_{j large} q_j·sign_j,
+//
+// with per-byte lookup tables of the query (each byte of a plane covers 8
+// components: ±q sums for the sign plane, subset sums for the large
+// planes), keeps the best candidates and re-ranks them exactly.
 func (s *Store) approx(t *tenant, q []float32, k int) []rag.Scored {
 	nbytes := s.words * 8
-	tables := make([]float32, nbytes*256)
+	tp := tablePool.Get().(*[]float32)
+	defer tablePool.Put(tp)
+	if cap(*tp) < 2*nbytes*256 {
+		*tp = make([]float32, 2*nbytes*256)
+	}
+	pm := (*tp)[:nbytes*256]                // Σ ±q_j over a byte of the sign plane
+	sub := (*tp)[nbytes*256 : 2*nbytes*256] // Σ q_j over the set bits of a byte
 	for b := range nbytes {
-		tb := tables[b*256 : (b+1)*256]
-		for v := range 256 {
-			var sum float32
-			for bit := range 8 {
-				j := b*8 + bit
-				if j >= len(q) {
-					break
-				}
-				if v&(1<<bit) != 0 {
-					sum += q[j]
-				} else {
-					sum -= q[j]
-				}
+		tp, ts := pm[b*256:(b+1)*256], sub[b*256:(b+1)*256]
+		var all float32
+		ts[0] = 0
+		for bit := range 8 {
+			if j := b*8 + bit; j < len(q) {
+				all += q[j]
 			}
-			tb[v] = sum
+		}
+		for v := 1; v < 256; v++ {
+			bit := 0
+			for v&(1<<bit) == 0 {
+				bit++
+			}
+			var qj float32
+			if j := b*8 + bit; j < len(q) {
+				qj = q[j]
+			}
+			ts[v] = ts[v&(v-1)] + qj
+		}
+		for v := range 256 {
+			tp[v] = 2*ts[v] - all
 		}
 	}
+	n := len(t.doc)
 	r := max(rerankMin, rerankPerK*k)
-	cand := rag.NewTopK(r)
-	words := s.words
-	floor := cand.Min()
-	for slot := range t.doc {
-		if t.dead[slot] {
-			continue
+	var cands []rag.Scored
+	if n > parallelAbove {
+		var (
+			wg    sync.WaitGroup
+			parts [2][]rag.Scored
+		)
+		for p := range 2 {
+			wg.Go(func() { parts[p] = s.scan(t, pm, sub, p*n/2, (p+1)*n/2, r) })
 		}
-		code := t.codes[slot*words : (slot+1)*words]
-		var sc float32
-		tb := tables
-		for _, w := range code {
-			sc += tb[w&0xff] + tb[256+(w>>8)&0xff] + tb[512+(w>>16)&0xff] + tb[768+(w>>24)&0xff] +
-				tb[1024+(w>>32)&0xff] + tb[1280+(w>>40)&0xff] + tb[1536+(w>>48)&0xff] + tb[1792+(w>>56)]
-			tb = tb[2048:]
-		}
-		if sc > floor {
-			cand.Push(int32(slot), sc)
-			floor = cand.Min()
-		}
+		wg.Wait()
+		cands = append(parts[0], parts[1]...)
+	} else {
+		cands = s.scan(t, pm, sub, 0, n, r)
 	}
 	top := rag.NewTopK(k)
 	dim := s.dim
-	for _, c := range cand.Sorted() {
+	for _, c := range cands {
 		top.Push(c.Slot, dot(q, t.vecs[int(c.Slot)*dim:(int(c.Slot)+1)*dim]))
 	}
 	return top.Sorted()
+}
+
+// scorePool recycles BM25's score arrays (4 bytes per chunk).
+var scorePool = sync.Pool{New: func() any { return new([]float32) }}
+
+// tablePool recycles the query lookup tables (16 KiB per 64 dimensions).
+var tablePool = sync.Pool{New: func() any { return new([]float32) }}
+
+// scan estimates the slots [from, to) and returns the best r.
+func (s *Store) scan(t *tenant, pm, sub []float32, from, to, r int) []rag.Scored {
+	cand := rag.NewTopK(r)
+	floor := cand.Min()
+	words := s.words
+	stride := 3 * words
+	for slot := from; slot < to; slot++ {
+		if t.dead[slot] {
+			continue
+		}
+		code := t.codes[slot*stride : (slot+1)*stride : (slot+1)*stride]
+		var a, b float32
+		for w := range words {
+			ta := pm[w*2048 : w*2048+2048 : w*2048+2048]
+			ts := sub[w*2048 : w*2048+2048 : w*2048+2048]
+			x, y, z := code[w], code[words+w], code[2*words+w]
+			a += ta[x&0xff] + ta[256+(x>>8)&0xff] + ta[512+(x>>16)&0xff] + ta[768+(x>>24)&0xff] +
+				ta[1024+(x>>32)&0xff] + ta[1280+(x>>40)&0xff] + ta[1536+(x>>48)&0xff] + ta[1792+(x>>56)]
+			b += ts[y&0xff] + ts[256+(y>>8)&0xff] + ts[512+(y>>16)&0xff] + ts[768+(y>>24)&0xff] +
+				ts[1024+(y>>32)&0xff] + ts[1280+(y>>40)&0xff] + ts[1536+(y>>48)&0xff] + ts[1792+(y>>56)]
+			b -= ts[z&0xff] + ts[256+(z>>8)&0xff] + ts[512+(z>>16)&0xff] + ts[768+(z>>24)&0xff] +
+				ts[1024+(z>>32)&0xff] + ts[1280+(z>>40)&0xff] + ts[1536+(z>>48)&0xff] + ts[1792+(z>>56)]
+		}
+		lo, hi := t.levels[2*slot], t.levels[2*slot+1]
+		if est := lo*a + (hi-lo)*b; est > floor {
+			cand.Push(int32(slot), est)
+			floor = cand.Min()
+		}
+	}
+	return cand.Sorted()
 }
 
 // dot is the inner product, unrolled by 8 so that the loads pipeline.

@@ -32,8 +32,8 @@ type Page struct {
 
 // Load reads up to n pages of dir (all when n ≤ 0), chosen evenly over the
 // sorted file names so that the sample is the same on every run. Pages
-// that are redirects (.so), that have no summary of at least 3 words, or
-// whose summary or text another page of the sample shares are left out.
+// that are redirects (.so) or have no summary of at least 3 words are left
+// out, and so are pages whose text or summary an earlier page had.
 func Load(dir string, n int) ([]Page, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -48,7 +48,7 @@ func Load(dir string, n int) ([]Page, error) {
 	sort.Strings(files)
 	var pages []Page
 	seenText := map[[32]byte]bool{}
-	summaries := map[string]int{}
+	summaries := map[string]bool{}
 	// Read more than n files: some are left out.
 	step := 1.0
 	if n > 0 && len(files) > n {
@@ -66,15 +66,15 @@ func Load(dir string, n int) ([]Page, error) {
 			continue
 		}
 		seenText[h] = true
-		summaries[strings.ToLower(p.Summary)]++
+		// several versions of a tool (llvm-14, llvm-15, ...) share their
+		// summary: keep the first, or the query would have two answers
+		if summaries[strings.ToLower(p.Summary)] {
+			continue
+		}
+		summaries[strings.ToLower(p.Summary)] = true
 		pages = append(pages, p)
 	}
-	out := pages[:0]
-	for _, p := range pages {
-		if summaries[strings.ToLower(p.Summary)] == 1 {
-			out = append(out, p)
-		}
-	}
+	out := pages
 	if n > 0 && len(out) > n {
 		// thin evenly to n
 		thin := make([]Page, 0, n)
