@@ -324,6 +324,9 @@ func TestRAGDocumentAPI(t *testing.T) {
 		t.Errorf("search = %d %+v", code, res)
 	}
 	code, res = e.search(t, "alpha", alpha.memberJWT, fmt.Sprintf(`{"query":"vault","document_id":%d}`, html.ID))
+	if code != 200 {
+		t.Errorf("filtered search = %d", code)
+	}
 	for _, r := range res.Data {
 		if r.DocumentID != html.ID {
 			t.Errorf("search filtered to document %d returned %d", html.ID, r.DocumentID)

@@ -41,9 +41,8 @@ func sharedChunker(t testing.TB) *rag.Chunker {
 
 // backend is a vector store under test, with a way to count its chunks.
 type backend struct {
-	name  string
-	open  func(t *testing.T, emb rag.Embedder) (rag.VectorStore, func(tenant, doc int64) int)
-	exact bool
+	name string
+	open func(t *testing.T, emb rag.Embedder) (rag.VectorStore, func(tenant, doc int64) int)
 }
 
 var backends = []backend{
@@ -87,7 +86,6 @@ type env struct {
 	docs  *ragtest.Documents
 	blobs *localblob.Store
 	count func(tenant, doc int64) int
-	usage []rag.Usage
 }
 
 func newEnv(t *testing.T, b backend, cfg rag.Config) *env {
