@@ -16,6 +16,7 @@ import (
 	"github.com/mtai-dev/mtai/admin"
 	"github.com/mtai-dev/mtai/billing"
 	"github.com/mtai-dev/mtai/chat"
+	"github.com/mtai-dev/mtai/providers"
 	"github.com/mtai-dev/mtai/rag"
 	"github.com/mtai-dev/mtai/rag/embedded"
 	"github.com/mtai-dev/mtai/rag/hashembed"
@@ -259,7 +260,8 @@ func (a *app) openRAG(ctx context.Context, router openaiembed.Router) (*rag.Serv
 		return nil, fmt.Errorf("the store does not keep documents")
 	}
 	svc, err := rag.New(rag.Config{Documents: docs, Vectors: vectors, Blobs: blobs, Embedder: emb,
-		Workers: cfg.RAG.Workers, MaxDocumentBytes: cfg.RAG.MaxDocumentBytes, Logger: a.log.Named("rag")})
+		Workers: cfg.RAG.Workers, MaxDocumentBytes: cfg.RAG.MaxDocumentBytes, Logger: a.log.Named("rag"),
+		OnUsage: a.meterEmbedding})
 	if err != nil {
 		return nil, err
 	}
@@ -268,4 +270,20 @@ func (a *app) openRAG(ctx context.Context, router openaiembed.Router) (*rag.Serv
 	}
 	a.closers = append(a.closers, svc.Close)
 	return svc, nil
+}
+
+// meterEmbedding records the embedding tokens of RAG (ingestion and
+// queries) as a usage event of the tenant, priced like any model.
+func (a *app) meterEmbedding(u rag.Usage) {
+	if a.meter == nil || u.Tokens <= 0 {
+		return
+	}
+	endpoint := "rag_ingest"
+	if u.Query {
+		endpoint = "rag_query"
+	}
+	n := int64(u.Tokens)
+	a.meter.Record(&billing.Event{Time: time.Now().UTC(), TenantID: u.TenantID, Endpoint: endpoint,
+		Model: a.cfg.RAG.EmbeddingModel, UpstreamModel: a.cfg.RAG.EmbeddingModel, Provider: u.Embedder,
+		Usage: providers.Usage{PromptTokens: n, TotalTokens: n}, Status: 200})
 }

@@ -14,6 +14,10 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/mtai-dev/mtai/admin"
+	"github.com/mtai-dev/mtai/rag"
 )
 
 func env(m map[string]string) func(string) string {
@@ -239,5 +243,37 @@ func TestCLI(t *testing.T) {
 	}
 	if err := run(ctx, []string{"frobnicate"}, vars, &out, io.Discard); err == nil {
 		t.Error("unknown command accepted")
+	}
+}
+
+// TestEmbeddingTokensAreMetered: RAG's embedding usage becomes a usage
+// event of its tenant (what the rollups, budgets and the dashboard read).
+func TestEmbeddingTokensAreMetered(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := LoadConfig(env(map[string]string{"MTAI_DATA_DIR": t.TempDir()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := openApp(ctx, cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.openMeter(); err != nil {
+		t.Fatal(err)
+	}
+	a.meterEmbedding(rag.Usage{TenantID: 7, Embedder: "openai-text-embedding-3-small-1536", Tokens: 42, Query: true})
+	a.meterEmbedding(rag.Usage{TenantID: 7, Tokens: 0}) // nothing billed: no event
+	closeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := a.meter.Close(closeCtx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := admin.New(a.db, nil).Stats(ctx, admin.Filter{TenantID: 7}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Requests != 1 || st.PromptTokens != 42 {
+		t.Errorf("stats after one embedding call of 42 tokens: %+v", st.Totals)
 	}
 }
