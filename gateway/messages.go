@@ -122,21 +122,10 @@ func (s *Server) startMessagesStream(rc *fasthttp.RequestCtx, st *reqState, rt *
 	if err != nil {
 		return err
 	}
-	r := &relay{s: s, st: st, up: up, conn: rc.Conn(), wantUsage: true}
+	r := s.newRelay(rc, st, up, true)
 	m := &messagesRelay{relay: r, tr: anthropic.NewEventTranslator(st.model)}
-	s.streamsMu.Lock()
-	s.streams[r] = struct{}{} // shutdown cuts the stream through r
-	s.streamsMu.Unlock()
-	s.metrics.openStreams.Inc()
-	st.status = fasthttp.StatusOK
-	rc.SetStatusCode(fasthttp.StatusOK)
-	rc.SetContentType("text/event-stream; charset=utf-8")
-	rc.Response.Header.Set("Cache-Control", "no-cache")
-	rc.Response.Header.Set("X-Accel-Buffering", "no")
-	if st.deployment != "" {
-		rc.Response.Header.Set("X-Mtai-Deployment", st.deployment)
-	}
-	rc.SetBodyStream(m, -1)
+	r.frames = m.nextFrame
+	s.serveRelay(rc, r)
 	return nil
 }
 
@@ -146,49 +135,8 @@ func (s *Server) startMessagesStream(rc *fasthttp.RequestCtx, st *reqState, rt *
 // upstream chunk written and flushed as soon as it arrived.
 type messagesRelay struct {
 	*relay
-	tr      *anthropic.EventTranslator
-	out     []byte
-	pending []byte
-	doneEOF bool
-}
-
-// WriteTo relays the stream's events to w until it ends.
-func (m *messagesRelay) WriteTo(w io.Writer) (int64, error) {
-	m.startWatch()
-	defer m.stopWatch()
-	var written int64
-	for {
-		frame, last, err := m.nextFrame()
-		if len(frame) > 0 {
-			n, werr := w.Write(frame)
-			written += int64(n)
-			if werr != nil {
-				m.clientGone.Store(true)
-				m.up.Close(errClientClosed)
-				return written, werr
-			}
-		}
-		if last || err != nil {
-			return written, err
-		}
-	}
-}
-
-// Read lets fasthttp (or anyone) read the relayed body as a plain stream.
-func (m *messagesRelay) Read(p []byte) (int, error) {
-	for len(m.pending) == 0 {
-		if m.doneEOF {
-			return 0, io.EOF
-		}
-		frame, last, err := m.nextFrame()
-		if err != nil {
-			return 0, err
-		}
-		m.pending, m.doneEOF = frame, last
-	}
-	n := copy(p, m.pending)
-	m.pending = m.pending[n:]
-	return n, nil
+	tr  *anthropic.EventTranslator
+	out []byte
 }
 
 // nextFrame reads the next upstream chunk and returns the Anthropic events

@@ -30,7 +30,17 @@ func (s *Server) startStream(rc *fasthttp.RequestCtx, st *reqState, rt *provider
 // relayStream answers the open upstream stream up: SSE headers, and a
 // relay as the response body, which finishes st when the stream ends.
 func (s *Server) relayStream(rc *fasthttp.RequestCtx, st *reqState, up providers.Stream) {
-	r := &relay{s: s, st: st, up: up, conn: rc.Conn(), wantUsage: st.chat.includeUsage}
+	s.serveRelay(rc, s.newRelay(rc, st, up, st.chat.includeUsage))
+}
+
+func (s *Server) newRelay(rc *fasthttp.RequestCtx, st *reqState, up providers.Stream, wantUsage bool) *relay {
+	return &relay{s: s, st: st, up: up, conn: rc.Conn(), wantUsage: wantUsage}
+}
+
+// serveRelay registers r (so that shutdown can cut it), writes the SSE
+// headers and makes r the response body.
+func (s *Server) serveRelay(rc *fasthttp.RequestCtx, r *relay) {
+	st := r.st
 	s.streamsMu.Lock()
 	s.streams[r] = struct{}{}
 	s.streamsMu.Unlock()
@@ -60,6 +70,9 @@ type relay struct {
 	up        providers.Stream
 	conn      net.Conn
 	wantUsage bool
+	// frames, when set, makes the frames to send instead of nextFrame
+	// (another wire format over the same lifecycle, e.g. /v1/messages).
+	frames func() (frame []byte, last bool, err error)
 
 	out     []byte
 	pending []byte // for Read: the part of out not yet read
@@ -93,7 +106,7 @@ func (r *relay) WriteTo(w io.Writer) (int64, error) {
 	defer r.stopWatch()
 	var written int64
 	for {
-		frame, last, err := r.nextFrame()
+		frame, last, err := r.next()
 		if len(frame) > 0 {
 			n, werr := w.Write(frame)
 			written += int64(n)
@@ -115,7 +128,7 @@ func (r *relay) Read(p []byte) (int, error) {
 		if r.doneEOF {
 			return 0, io.EOF
 		}
-		frame, last, err := r.nextFrame()
+		frame, last, err := r.next()
 		if err != nil {
 			return 0, err
 		}
@@ -125,6 +138,13 @@ func (r *relay) Read(p []byte) (int, error) {
 	n := copy(p, r.pending)
 	r.pending = r.pending[n:]
 	return n, nil
+}
+
+func (r *relay) next() ([]byte, bool, error) {
+	if r.frames != nil {
+		return r.frames()
+	}
+	return r.nextFrame()
 }
 
 // nextFrame reads the next upstream event and returns the bytes to send:
