@@ -362,3 +362,13 @@ func mustNode(t *testing.T, doc string) *yaml.Node {
 	}
 	return &n
 }
+
+func TestDocsWithTrailingSlash(t *testing.T) {
+	e := newChatEnv(t)
+	for _, p := range []string{"/docs", "/docs/"} {
+		resp := e.raw("GET", p, "", "", "")
+		if resp.StatusCode() != 200 || !strings.Contains(string(resp.Body()), `<div id="swagger-ui">`) {
+			t.Errorf("GET %s: %d (%d bytes)", p, resp.StatusCode(), len(resp.Body()))
+		}
+	}
+}

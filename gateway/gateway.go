@@ -285,8 +285,11 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	}
 	return func(rc *fasthttp.RequestCtx) {
 		s.requestID(rc)
-		if p := rc.Path(); string(p) == "/api/v1/tenants" || string(p) == "/api/v1/chat" {
+		switch p := rc.Path(); string(p) {
+		case "/api/v1/tenants", "/api/v1/chat":
 			rc.URI().SetPath(string(p) + "/") // both forms of the documented paths
+		case "/docs/", "/admin/":
+			rc.URI().SetPath(string(p[:len(p)-1]))
 		}
 		if len(hosts) > 0 && !hosts[hostOnly(rc.Host())] {
 			writeError(rc, invalid("", "Host "+strconv.Quote(string(rc.Host()))+" is not served here (ALLOWED_HOSTS)."))
