@@ -128,14 +128,18 @@ func (s *Server) reserve(rc *fasthttp.RequestCtx, st *reqState) error {
 		req.Buckets = append(req.Buckets, ratelimit.Bucket{Kind: ratelimit.TokensPerMinute, Limit: pol.TokensPerMinute})
 	}
 	promptBytes := st.chat.promptBytes
-	if pol.SystemPrompt != "" {
-		promptBytes += len(pol.SystemPrompt) + systemMessageBytes
+	completion := st.chat.maxTokens
+	if st.route == routeEmbeddings {
+		completion = 0 // an embedding generates no tokens
+	} else {
+		if pol.SystemPrompt != "" {
+			promptBytes += len(pol.SystemPrompt) + systemMessageBytes
+		}
+		if completion <= 0 {
+			completion = l.defaultMax
+		}
 	}
 	prompt := estimatePromptTokens(promptBytes)
-	completion := st.chat.maxTokens
-	if completion <= 0 {
-		completion = l.defaultMax
-	}
 	req.Tokens = prompt + completion
 	if pol.MonthlyBudget > 0 {
 		req.Budget = pol.MonthlyBudget

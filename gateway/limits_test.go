@@ -25,6 +25,7 @@ import (
 
 	"github.com/mtai-dev/mtai/billing"
 	"github.com/mtai-dev/mtai/providers"
+	"github.com/mtai-dev/mtai/providers/mock"
 	"github.com/mtai-dev/mtai/tenancy"
 	"github.com/mtai-dev/mtai/tenancy/ratelimit"
 	"github.com/mtai-dev/mtai/tenancy/ratelimit/ratelimittest"
@@ -651,5 +652,45 @@ func TestEstimatePromptTokens(t *testing.T) {
 		if got := estimatePromptTokens(tc.bytes); got != tc.want {
 			t.Errorf("estimatePromptTokens(%d) = %d, want %d", tc.bytes, got, tc.want)
 		}
+	}
+}
+
+// TestLimitEmbeddings: embeddings count against the tenant's buckets like
+// chat, with tokens reserved for their input only.
+func TestLimitEmbeddings(t *testing.T) {
+	clock := ratelimittest.NewClock(limitStart)
+	backend := ratelimit.NewLocal(ratelimit.LocalOptions{Now: clock.Now})
+	keys := newSwapKeys(43, &tenancy.Policy{RequestsPerMinute: 2, TokensPerMinute: 10_000})
+	router, err := providers.NewRouter(providers.Config{Models: []providers.ModelConfig{
+		{Name: "embed", Embeddings: true, Deployments: []providers.DeploymentConfig{{Provider: "mock"}}},
+	}}, map[string]providers.Factory{"mock": func(d providers.DeploymentConfig) (providers.Provider, error) { return mock.New(d) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim, err := NewLimiter(LimiterOptions{Backend: backend, Prices: testPrices(t), DefaultMaxTokens: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Config: Config{Addr: "127.0.0.1:0"}, Router: router, Keys: keys, Limiter: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := strings.Repeat("word ", 80) // 400 bytes: about 100 tokens, and no completion
+	body := `{"model":"embed","input":"` + input + `"}`
+	for i := 0; i < 2; i++ {
+		resp := do(s.Handler(), "POST", "/v1/embeddings", body)
+		if resp.StatusCode() != 200 {
+			t.Fatalf("embedding %d: %d %s", i, resp.StatusCode(), resp.Body())
+		}
+		if got := headerInt(t, resp, "x-ratelimit-remaining-requests"); got != int64(1-i) {
+			t.Errorf("embedding %d: remaining requests %d, want %d", i, got, 1-i)
+		}
+		if used := 10_000 - headerInt(t, resp, "x-ratelimit-remaining-tokens"); i == 0 && (used < 90 || used > 130) {
+			t.Errorf("first embedding reserved %d tokens, want about 100 (input only, no completion)", used)
+		}
+	}
+	resp := do(s.Handler(), "POST", "/v1/embeddings", body)
+	if resp.StatusCode() != 429 || header(resp, "Retry-After") == "" {
+		t.Errorf("third embedding in a minute with a limit of 2: %d %s", resp.StatusCode(), resp.Body())
 	}
 }

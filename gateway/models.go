@@ -79,6 +79,7 @@ func (s *Server) embeddings(rc *fasthttp.RequestCtx, st *reqState) error {
 			switch v[0] {
 			case '"', '[':
 				hasInput = len(v) > 2
+				st.chat.promptBytes = len(v) // what the limiter reserves tokens for
 			default:
 				bad, param, message = true, "input", "'input' must be a string or an array."
 				return false
@@ -109,6 +110,9 @@ func (s *Server) embeddings(rc *fasthttp.RequestCtx, st *reqState) error {
 	}
 	if !st.principal.Policy.Allows(st.model) {
 		return fmt.Errorf("%w: '%s' is not in the tenant's allowed models", errModelNotAllowed, st.model)
+	}
+	if err := s.reserve(rc, st); err != nil {
+		return err
 	}
 	call := &st.call
 	call.Body, call.ModelStart, call.ModelEnd, call.RequestID = body, ms, me, st.requestID
