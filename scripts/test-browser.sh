@@ -33,64 +33,13 @@ if [ ! -x "$chromium" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
-# npm ci only when node_modules does not match package-lock.json.
-want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
-have=$(cat "$dir/node_modules/.mtai-lock.sha256" 2>/dev/null || true)
-if [ "$want" != "$have" ] || [ ! -d "$dir/node_modules/playwright-core" ]; then
-  say "installing the npm packages (npm ci)"
-  (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
-  echo "$want" >"$dir/node_modules/.mtai-lock.sha256"
-fi
-
-tmp=$(mktemp -d)
-gw_pid=
-cleanup() {
-  if [ -n "$gw_pid" ] && kill -0 "$gw_pid" 2>/dev/null; then
-    kill -TERM "$gw_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$gw_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$gw_pid" 2>/dev/null || true
-    wait "$gw_pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say "building the gateway"
-(cd "$root" && go build -o "$tmp/mtai" ./cmd/mtai && go build -o "$tmp/seedusage" ./admin/admintest/seedusage)
+. "$root/scripts/e2e-lib.sh"
+npm_ci "$dir" playwright-core
 
 key="sk-mtai-browser-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 admin_password="browser-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-log=$tmp/mtai.log
-# Port 0: the kernel picks a free port; the gateway says which one it got.
-env -u MTAI_CONFIG -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u DATABASE_URL -u REDIS_URL -u MTAI_ADDR -u PORT \
-  MTAI_ADDR=127.0.0.1:0 MTAI_DATA_DIR="$tmp/data" MTAI_BOOTSTRAP_API_KEY="$key" \
-  MTAI_BOOTSTRAP_ADMIN_PASSWORD="$admin_password" LOG_LEVEL=info \
-  "$tmp/mtai" serve >"$log" 2>&1 &
-gw_pid=$!
-
-addr=
-for _ in $(seq 1 300); do
-  if ! kill -0 "$gw_pid" 2>/dev/null; then
-    say "the gateway exited at start:"; cat "$log" >&2; exit 1
-  fi
-  addr=$(grep -oE '"addr":"127\.0\.0\.1:[0-9]+"' "$log" | head -1 | grep -oE '127\.0\.0\.1:[0-9]+' || true)
-  [ -n "$addr" ] || addr=$(grep -oE 'ready on http://127\.0\.0\.1:[0-9]+' "$log" | head -1 | grep -oE '127\.0\.0\.1:[0-9]+' || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { say "the gateway did not say where it listens within 30s:"; cat "$log" >&2; exit 1; }
-url="http://$addr"
-
-ping() {
-  node -e 'fetch(process.argv[1]).then(r => r.text()).then(t => process.exit(t === "pong" ? 0 : 1), () => process.exit(1))' "$url/ping"
-}
-for i in $(seq 1 100); do
-  ping && break
-  [ "$i" = 100 ] && { say "no pong from $url/ping within 10s:"; cat "$log" >&2; exit 1; }
-  sleep 0.1
-done
-say "gateway up at $url (pid $gw_pid)"
+gw_start MTAI_BOOTSTRAP_API_KEY="$key" MTAI_BOOTSTRAP_ADMIN_PASSWORD="$admin_password"
+(cd "$root" && go build -o "$tmp/seedusage" ./admin/admintest/seedusage)
 "$tmp/seedusage" -db "$tmp/data/mtai.db" >&2
 
 status=0
