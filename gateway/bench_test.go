@@ -4,14 +4,11 @@ import (
 	"context"
 	"io"
 	"net"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/mtai-dev/mtai/providers"
-	"github.com/mtai-dev/mtai/store/sqlite"
 	"github.com/mtai-dev/mtai/tenancy"
 )
 
@@ -121,29 +118,7 @@ const maxAllocsPerRequest = 30
 // production key resolver: tenancy.KeyCache over a real SQLite store (the
 // key is cached after the first request, as in steady state).
 func BenchmarkChatCompletionStoreKeys(b *testing.B) {
-	ctx := b.Context()
-	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "mtai.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	stores := tenancy.Stores{Tenants: db, Users: db, Keys: db}
-	cache, err := tenancy.NewKeyCache(ctx, stores, tenancy.KeyCacheConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cache.Close()
-	issuer, _ := tenancy.NewIssuer([]byte(strings.Repeat("k", 32)), 0, nil)
-	svc, err := tenancy.NewService(tenancy.ServiceConfig{Stores: stores, Issuer: issuer, Invalidator: cache, Argon2: cheapArgon})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := svc.Bootstrap(ctx, tenancy.BootstrapConfig{APIKey: testKey, AdminPassword: "admin-password-1"}); err != nil {
-		b.Fatal(err)
-	}
+	_, cache, _ := tenancyStack(b, b.TempDir(), tenancy.BootstrapConfig{APIKey: testKey, AdminPassword: "admin-password-1"})
 	s := benchServer(b, &static{answer: answerJSON})
 	s.keys = cache
 	run := handlerLoop(b, s, benchBody)

@@ -159,31 +159,7 @@ func newChatEnv(t *testing.T) *chatEnv {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "mtai.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	stores := tenancy.Stores{Tenants: db, Users: db, Keys: db}
-	issuer, err := tenancy.NewIssuer([]byte(strings.Repeat("k", 32)), 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache, err := tenancy.NewKeyCache(ctx, stores, tenancy.KeyCacheConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cache.Close() })
-	svc, err := tenancy.NewService(tenancy.ServiceConfig{Stores: stores, Issuer: issuer, Invalidator: cache, Argon2: cheapArgon})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Bootstrap(ctx, tenancy.BootstrapConfig{AdminPassword: "admin-password-1"}); err != nil {
-		t.Fatal(err)
-	}
+	db, cache, svc := tenancyStack(t, dir, tenancy.BootstrapConfig{AdminPassword: "admin-password-1"})
 	up := &chatUpstream{answer: "Hello from the model!", usage: &defaultUsage}
 	router, err := providers.NewRouter(providers.Config{Models: []providers.ModelConfig{
 		{Name: "chat-a", OwnedBy: "openai", Deployments: []providers.DeploymentConfig{{Provider: "fake", Model: "gpt-4o"}}},

@@ -40,31 +40,7 @@ var cheapArgon = tenancy.Argon2Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 
 func newPlatformEnv(t *testing.T) *platformEnv {
 	t.Helper()
 	ctx := t.Context()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "mtai.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	stores := tenancy.Stores{Tenants: db, Users: db, Keys: db}
-	issuer, err := tenancy.NewIssuer([]byte(strings.Repeat("k", 32)), 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache, err := tenancy.NewKeyCache(ctx, stores, tenancy.KeyCacheConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cache.Close() })
-	svc, err := tenancy.NewService(tenancy.ServiceConfig{Stores: stores, Issuer: issuer, Invalidator: cache, Argon2: cheapArgon})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Bootstrap(ctx, tenancy.BootstrapConfig{AdminPassword: "admin-password-1"}); err != nil {
-		t.Fatal(err)
-	}
+	_, cache, svc := tenancyStack(t, t.TempDir(), tenancy.BootstrapConfig{AdminPassword: "admin-password-1"})
 	router, err := providers.NewRouter(providers.Config{Models: []providers.ModelConfig{
 		{Name: "mock-gpt", Deployments: []providers.DeploymentConfig{{Provider: "mock"}}},
 		{Name: "mock-b", Deployments: []providers.DeploymentConfig{{Provider: "mock"}}},
@@ -348,4 +324,38 @@ func TestTenantsPathWithoutSlash(t *testing.T) {
 			t.Errorf("GET %s: %d %s", p, code, body)
 		}
 	}
+}
+
+// tenancyStack is a migrated SQLite store in dir with the tenancy service
+// over it (cheap password hashing), its key cache, and boot bootstrapped.
+// Everything is closed when tb ends.
+func tenancyStack(tb testing.TB, dir string, boot tenancy.BootstrapConfig) (*sqlite.DB, *tenancy.KeyCache, *tenancy.Service) {
+	tb.Helper()
+	ctx := tb.Context()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "mtai.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	stores := tenancy.Stores{Tenants: db, Users: db, Keys: db}
+	issuer, err := tenancy.NewIssuer([]byte(strings.Repeat("k", 32)), 0, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cache, err := tenancy.NewKeyCache(ctx, stores, tenancy.KeyCacheConfig{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cache.Close() })
+	svc, err := tenancy.NewService(tenancy.ServiceConfig{Stores: stores, Issuer: issuer, Invalidator: cache, Argon2: cheapArgon})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := svc.Bootstrap(ctx, boot); err != nil {
+		tb.Fatal(err)
+	}
+	return db, cache, svc
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/mtai-dev/mtai/rag/embedded"
 	"github.com/mtai-dev/mtai/rag/hashembed"
 	"github.com/mtai-dev/mtai/rag/localblob"
-	"github.com/mtai-dev/mtai/store/sqlite"
 	"github.com/mtai-dev/mtai/tenancy"
 )
 
@@ -39,31 +38,7 @@ func newRAGEnv(t *testing.T) *ragEnv {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "mtai.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	stores := tenancy.Stores{Tenants: db, Users: db, Keys: db}
-	issuer, err := tenancy.NewIssuer([]byte(strings.Repeat("k", 32)), 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache, err := tenancy.NewKeyCache(ctx, stores, tenancy.KeyCacheConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cache.Close() })
-	svc, err := tenancy.NewService(tenancy.ServiceConfig{Stores: stores, Issuer: issuer, Invalidator: cache, Argon2: cheapArgon})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Bootstrap(ctx, tenancy.BootstrapConfig{AdminPassword: "admin-password-1"}); err != nil {
-		t.Fatal(err)
-	}
+	db, cache, svc := tenancyStack(t, dir, tenancy.BootstrapConfig{AdminPassword: "admin-password-1"})
 	router, err := providers.NewRouter(providers.Config{Models: []providers.ModelConfig{
 		{Name: "mock-gpt", Deployments: []providers.DeploymentConfig{{Provider: "mock"}}},
 	}}, map[string]providers.Factory{"mock": func(d providers.DeploymentConfig) (providers.Provider, error) { return mock.New(d) }})
