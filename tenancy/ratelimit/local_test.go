@@ -66,3 +66,33 @@ func TestMonthOf(t *testing.T) {
 		t.Errorf("Capacity of a huge limit = %d", b.Capacity(1))
 	}
 }
+
+// BenchmarkLocal is one reservation and one settlement: the tenant's three
+// buckets and a budget, and with an API key's two buckets on top.
+// go test ./tenancy/ratelimit -run '^$' -bench Local -benchmem
+func BenchmarkLocal(b *testing.B) {
+	tenant := []ratelimit.Bucket{
+		{Kind: ratelimit.RequestsPerMinute, Limit: 1 << 40}, {Kind: ratelimit.RequestsPerHour, Limit: 1 << 40},
+		{Kind: ratelimit.TokensPerMinute, Limit: 1 << 40}}
+	withKey := append(tenant[:len(tenant):len(tenant)],
+		ratelimit.Bucket{Scope: "k42", Kind: ratelimit.RequestsPerMinute, Limit: 1 << 40},
+		ratelimit.Bucket{Scope: "k42", Kind: ratelimit.TokensPerMinute, Limit: 1 << 40})
+	for _, bc := range []struct {
+		name    string
+		buckets []ratelimit.Bucket
+	}{{"tenant", tenant}, {"tenant+key", withKey}} {
+		b.Run(bc.name, func(b *testing.B) {
+			l := ratelimit.NewLocal(ratelimit.LocalOptions{})
+			req := ratelimit.Request{Tenant: "bench", TenantID: 1, Buckets: bc.buckets, Tokens: 1200, Budget: 1 << 50, Cost: 700}
+			var res ratelimit.Result
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := l.Reserve(ctx, &req, &res); err != nil || !res.Allowed {
+					b.Fatal(err)
+				}
+				_ = l.Settle(ctx, &req, &res, ratelimit.Used{Tokens: 900, Cost: 500})
+			}
+		})
+	}
+}

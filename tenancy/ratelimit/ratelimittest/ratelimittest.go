@@ -187,6 +187,12 @@ func tpm(n int64) ratelimit.Bucket {
 	return ratelimit.Bucket{Kind: ratelimit.TokensPerMinute, Limit: n}
 }
 
+// keyBucket is b in an API key's scope.
+func keyBucket(scope string, b ratelimit.Bucket) ratelimit.Bucket {
+	b.Scope = scope
+	return b
+}
+
 var cases = []struct {
 	name string
 	run  func(e *env)
@@ -328,6 +334,107 @@ var cases = []struct {
 		e.want("k2 #1", e.reserve(key("k2")), true, -1, st(10, 7, 18*time.Second), st(2, 1, 30*time.Second))
 		other := &ratelimit.Request{Tenant: tenant(), Buckets: []ratelimit.Bucket{rpm(10)}}
 		e.want("another tenant", e.reserve(other), true, -1, st(10, 9, 6*time.Second))
+	}},
+	{"KeyBuckets", func(e *env) {
+		// An API key with limits of its own takes from its buckets and from
+		// the tenant's, all or nothing; another key, or a key without
+		// limits, takes from the tenant's only.
+		ten := tenant()
+		withKey := func(scope string, tokens int64) *ratelimit.Request {
+			return &ratelimit.Request{Tenant: ten, Tokens: tokens, Buckets: []ratelimit.Bucket{rpm(10), tpm(1000),
+				keyBucket(scope, rpm(2)), keyBucket(scope, tpm(300))}}
+		}
+		tenantOnly := &ratelimit.Request{Tenant: ten, Tokens: 100, Buckets: []ratelimit.Bucket{rpm(10), tpm(1000)}}
+		e.want("k1 #1", e.reserve(withKey("k1", 100)), true, -1,
+			st(10, 9, 6*time.Second), st(1000, 900, 6*time.Second), st(2, 1, 30*time.Second), st(300, 200, 20*time.Second))
+		e.want("k1 #2", e.reserve(withKey("k1", 100)), true, -1,
+			st(10, 8, 12*time.Second), st(1000, 800, 12*time.Second), st(2, 0, time.Minute), st(300, 100, 40*time.Second))
+		res := e.reserve(withKey("k1", 100))
+		e.want("k1 #3: the key's RPM refuses", res, false, 2,
+			st(10, 8, 12*time.Second), st(1000, 800, 12*time.Second), st(2, 0, time.Minute), st(300, 100, 40*time.Second))
+		if res.RetryAfter != 30*time.Second || res.TooLarge {
+			e.t.Errorf("k1 #3: RetryAfter %v TooLarge %v; want 30s false", res.RetryAfter, res.TooLarge)
+		}
+		e.want("a key without limits: k1's refusal took nothing from the tenant", e.reserve(tenantOnly), true, -1,
+			st(10, 7, 18*time.Second), st(1000, 700, 18*time.Second))
+		e.want("k2 has buckets of its own", e.reserve(withKey("k2", 100)), true, -1,
+			st(10, 6, 24*time.Second), st(1000, 600, 24*time.Second), st(2, 1, 30*time.Second), st(300, 200, 20*time.Second))
+
+		e.clock.Advance(30 * time.Second)
+		res = e.reserve(withKey("k1", 300))
+		e.want("k1, 30s later, 300 tokens: the key's TPM refuses", res, false, 3,
+			st(10, 10, 0), st(1000, 1000, 0), st(2, 1, 30*time.Second), st(300, 250, 10*time.Second))
+		if res.RetryAfter != 10*time.Second {
+			e.t.Errorf("RetryAfter = %v, want 10s", res.RetryAfter)
+		}
+		res = e.reserve(withKey("k1", 301))
+		if res.Allowed || res.Denied != 3 || !res.TooLarge {
+			e.t.Errorf("301 tokens with a key TPM of 300: %+v; want too large for bucket 3", res)
+		}
+	}},
+	{"KeyBucketsTenantRefuses", func(e *env) {
+		// The tenant's bucket refuses a key that still has room: the key's
+		// buckets are left as they were.
+		ten := tenant()
+		req := &ratelimit.Request{Tenant: ten, Buckets: []ratelimit.Bucket{rpm(2), keyBucket("k7", rpm(5))}}
+		e.reserve(req)
+		e.reserve(req)
+		res := e.reserve(req)
+		e.want("third of the tenant's 2", res, false, 0, st(2, 0, time.Minute), st(5, 3, 24*time.Second))
+		e.clock.Advance(30 * time.Second)
+		e.want("30s later", e.reserve(req), true, -1, st(2, 0, time.Minute), st(5, 4, 12*time.Second))
+	}},
+	{"KeySettle", func(e *env) {
+		// Settlement moves the key's token bucket with the tenant's; request
+		// buckets are not refunded.
+		ten := tenant()
+		req := func(tokens int64) *ratelimit.Request {
+			return &ratelimit.Request{Tenant: ten, Tokens: tokens, Buckets: []ratelimit.Bucket{tpm(1000),
+				keyBucket("k3", rpm(5)), keyBucket("k3", tpm(500))}}
+		}
+		big := req(400)
+		res := e.reserve(big)
+		e.want("reserve 400", res, true, -1, st(1000, 600, 24*time.Second), st(5, 4, 12*time.Second), st(500, 100, 48*time.Second))
+		e.settle(big, &res, ratelimit.Used{Tokens: 100})
+		e.want("after a refund of 300", e.reserve(req(100)), true, -1,
+			st(1000, 800, 12*time.Second), st(5, 3, 24*time.Second), st(500, 300, 24*time.Second))
+		small := req(100)
+		res = e.reserve(small)
+		e.settle(small, &res, ratelimit.Used{Tokens: 350}) // 250 more than reserved: the key is 50 in debt
+		res = e.reserve(req(0))
+		e.want("after an extra 250", res, false, 2,
+			st(1000, 450, 33*time.Second), st(5, 2, 36*time.Second), st(500, 0, time.Minute+6*time.Second))
+		if res.RetryAfter != 6*time.Second {
+			e.t.Errorf("in debt: RetryAfter = %v, want 6s", res.RetryAfter)
+		}
+	}},
+	{"KeysConcurrent", func(e *env) {
+		// Two keys of 30 requests per minute each under a tenant's 50: the
+		// tenant admits exactly 50, neither key more than 30.
+		ten := tenant()
+		var admitted [2]atomic.Int64
+		var wg sync.WaitGroup
+		for g := range 64 {
+			wg.Go(func() {
+				k := g % 2
+				r := ratelimit.Request{Tenant: ten, Buckets: []ratelimit.Bucket{rpm(50), keyBucket(fmt.Sprint("k", k), rpm(30))}}
+				for range 8 {
+					var res ratelimit.Result
+					if err := e.lim.Reserve(e.ctx, &r, &res); err != nil {
+						e.t.Error(err)
+						return
+					}
+					if res.Allowed {
+						admitted[k].Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		a, b := admitted[0].Load(), admitted[1].Load()
+		if a+b != 50 || a > 30 || b > 30 {
+			e.t.Errorf("admitted %d + %d of 512; want 50 in all, at most 30 per key", a, b)
+		}
 	}},
 	{"Budget", func(e *env) {
 		ten := tenant()
