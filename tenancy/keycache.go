@@ -331,7 +331,8 @@ func (c *KeyCache) fetch(ctx context.Context, hash string) (*Principal, *APIKey,
 		}
 		role = u.Role
 	}
-	p := &Principal{Tenant: t.Name, TenantID: t.ID, UserID: k.UserID, KeyID: k.ID, Role: role, Policy: t.Policy()}
+	p := &Principal{Tenant: t.Name, TenantID: t.ID, UserID: k.UserID, KeyID: k.ID, Role: role, Policy: t.Policy(),
+		KeyLimits: k.keyLimits()}
 	return p, k, nil
 }
 

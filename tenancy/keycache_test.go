@@ -424,3 +424,39 @@ func BenchmarkKeyCacheHitSerial(b *testing.B) {
 		}
 	}
 }
+
+// TestKeyCacheKeyLimits: a key's own limits travel in its Principal, and a
+// change through UpdateKey reaches the cache at once (TTL an hour).
+func TestKeyCacheKeyLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, tenancy.KeyCacheConfig{TTL: time.Hour})
+	ctx := context.Background()
+	tn := e.tenant(t, "a")
+	limits := tenancy.RateLimits{RequestsPerMinute: 2, TokensPerMinute: 500}
+	k, s, err := e.svc.CreateKeyWithLimits(ctx, tn.ID, 0, "limited", nil, limits)
+	if err != nil {
+		t.Fatalf("CreateKeyWithLimits = %v", err)
+	}
+	_, plain := e.key(t, tn.ID, 0)
+	want := &tenancy.KeyLimits{RateLimits: limits, Scope: fmt.Sprint("k", k.ID)}
+	if p := mustResolve(t, e, s); p.KeyLimits == nil || *p.KeyLimits != *want {
+		t.Fatalf("KeyLimits = %+v, want %+v", p.KeyLimits, want)
+	}
+	if p := mustResolve(t, e, plain); p.KeyLimits != nil {
+		t.Errorf("a key without limits: KeyLimits = %+v, want nil", p.KeyLimits)
+	}
+
+	if _, err := e.svc.UpdateKey(ctx, tn.ID, k.ID, tenancy.KeyUpdate{RequestsPerMinute: ptr(int64(7))}); err != nil {
+		t.Fatalf("UpdateKey = %v", err)
+	}
+	want.RequestsPerMinute = 7
+	if p := mustResolve(t, e, s); p.KeyLimits == nil || *p.KeyLimits != *want {
+		t.Errorf("after UpdateKey, cached KeyLimits = %+v, want %+v", p.KeyLimits, want)
+	}
+	if _, err := e.svc.UpdateKey(ctx, tn.ID, k.ID, tenancy.KeyUpdate{RequestsPerMinute: ptr(int64(0)), TokensPerMinute: ptr(int64(0))}); err != nil {
+		t.Fatalf("UpdateKey = %v", err)
+	}
+	if p := mustResolve(t, e, s); p.KeyLimits != nil {
+		t.Errorf("limits removed: KeyLimits = %+v, want nil", p.KeyLimits)
+	}
+}

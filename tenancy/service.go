@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // Pagination bounds of the List methods.
@@ -18,8 +17,6 @@ const (
 	// MaxPageSize is the largest page; a larger limit is lowered to it.
 	MaxPageSize = 1000
 )
-
-const maxKeyNameLen = 100
 
 // Invalidator is told when something a credential cache may hold changed:
 // a revoked key, a tenant updated or disabled, a user's role or state
@@ -377,14 +374,21 @@ func (s *Service) AuthenticateJWT(ctx context.Context, token, tenantHeader strin
 // CreateKey creates an API key for tenant tenantID (ErrNotFound when missing
 // or disabled), issued to user userID of that tenant when userID is not 0,
 // and returns it with its secret. The secret is not kept: show it once.
-// expiresAt, when not nil, must be in the future.
+// expiresAt, when not nil, must be in the future. The key has no limits of
+// its own (CreateKeyWithLimits).
 func (s *Service) CreateKey(ctx context.Context, tenantID, userID int64, name string, expiresAt *time.Time) (*APIKey, string, error) {
-	return s.createKey(ctx, tenantID, userID, name, expiresAt, NewKeySecret())
+	return s.CreateKeyWithLimits(ctx, tenantID, userID, name, expiresAt, RateLimits{})
 }
 
-func (s *Service) createKey(ctx context.Context, tenantID, userID int64, name string, expiresAt *time.Time, secret string) (*APIKey, string, error) {
-	if name == "" || len(name) > maxKeyNameLen || !utf8.ValidString(name) {
-		return nil, "", invalid("name", "must be 1 to 100 characters")
+// CreateKeyWithLimits is CreateKey for a key with rate limits of its own,
+// applied together with the tenant's.
+func (s *Service) CreateKeyWithLimits(ctx context.Context, tenantID, userID int64, name string, expiresAt *time.Time, limits RateLimits) (*APIKey, string, error) {
+	return s.createKey(ctx, tenantID, userID, name, expiresAt, limits, NewKeySecret())
+}
+
+func (s *Service) createKey(ctx context.Context, tenantID, userID int64, name string, expiresAt *time.Time, limits RateLimits, secret string) (*APIKey, string, error) {
+	if err := (&APIKey{Name: name, RateLimits: limits}).validate(); err != nil {
+		return nil, "", err
 	}
 	now := s.clock()
 	var exp *time.Time
@@ -404,13 +408,14 @@ func (s *Service) createKey(ctx context.Context, tenantID, userID int64, name st
 		}
 	}
 	k := &APIKey{
-		TenantID:  tenantID,
-		UserID:    userID,
-		Name:      name,
-		Prefix:    keyPrefix(secret),
-		Hash:      HashKey([]byte(secret)),
-		CreatedAt: now,
-		ExpiresAt: exp,
+		TenantID:   tenantID,
+		UserID:     userID,
+		Name:       name,
+		Prefix:     keyPrefix(secret),
+		Hash:       HashKey([]byte(secret)),
+		CreatedAt:  now,
+		ExpiresAt:  exp,
+		RateLimits: limits,
 	}
 	if err := s.keys.CreateKey(ctx, k); err != nil {
 		return nil, "", fmt.Errorf("create key: %w", err)
@@ -428,6 +433,28 @@ func (s *Service) ListKeys(ctx context.Context, tenantID int64, limit, offset in
 		return nil, 0, err
 	}
 	return s.keys.FindKeys(ctx, tenantID, limit, offset)
+}
+
+// GetKey returns key keyID of tenant tenantID (a key of another tenant is
+// ErrNotFound), revoked or not.
+func (s *Service) GetKey(ctx context.Context, tenantID, keyID int64) (*APIKey, error) {
+	return s.keys.FindKeyByID(ctx, tenantID, keyID)
+}
+
+// UpdateKey changes the name or the rate limits of key keyID of tenant
+// tenantID (a key of another tenant is ErrNotFound), atomically, and drops
+// the key from every cache the Invalidator reaches, so that its next
+// request is limited by what was saved.
+func (s *Service) UpdateKey(ctx context.Context, tenantID, keyID int64, upd KeyUpdate) (*APIKey, error) {
+	k, err := s.keys.UpdateKey(ctx, tenantID, keyID, func(k *APIKey) error {
+		upd.Apply(k)
+		return k.validate()
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.invalidate(ctx, Invalidation{KeyHash: k.Hash})
+	return k, nil
 }
 
 // RevokeKey revokes key keyID of tenant tenantID (a key of another tenant is
@@ -512,7 +539,7 @@ func (s *Service) Bootstrap(ctx context.Context, cfg BootstrapConfig) (*Bootstra
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
-	k, secret, err := s.createKey(ctx, t.ID, 0, "bootstrap", nil, cfg.APIKey)
+	k, secret, err := s.createKey(ctx, t.ID, 0, "bootstrap", nil, RateLimits{}, cfg.APIKey)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}

@@ -457,6 +457,65 @@ func TestKeys(t *testing.T) {
 	}
 }
 
+// TestKeyLimits: limits are checked on creation and update, and another
+// tenant can neither read nor change a key.
+func TestKeyLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, tenancy.KeyCacheConfig{})
+	ctx := context.Background()
+	a := e.tenant(t, "a")
+	b := e.tenant(t, "b")
+	limits := tenancy.RateLimits{RequestsPerMinute: 60, RequestsPerHour: 600, TokensPerMinute: 10_000}
+	k, _, err := e.svc.CreateKeyWithLimits(ctx, a.ID, 0, "ci", nil, limits)
+	if err != nil || k.RateLimits != limits {
+		t.Fatalf("CreateKeyWithLimits = %+v, %v; want limits %+v", k, err, limits)
+	}
+	if got, err := e.svc.GetKey(ctx, a.ID, k.ID); err != nil || got.RateLimits != limits || got.Name != "ci" {
+		t.Errorf("GetKey = %+v, %v", got, err)
+	}
+	for _, tc := range []struct {
+		name   string
+		limits tenancy.RateLimits
+		want   string
+	}{
+		{"negative rpm", tenancy.RateLimits{RequestsPerMinute: -1}, "requests_per_minute"},
+		{"negative rph", tenancy.RateLimits{RequestsPerHour: -1}, "requests_per_hour"},
+		{"negative tpm", tenancy.RateLimits{TokensPerMinute: -5}, "tokens_per_minute"},
+	} {
+		_, _, err := e.svc.CreateKeyWithLimits(ctx, a.ID, 0, "x", nil, tc.limits)
+		var ve *tenancy.ValidationError
+		if !errors.As(err, &ve) || ve.Field != tc.want {
+			t.Errorf("%s: CreateKeyWithLimits = %v, want a ValidationError on %q", tc.name, err, tc.want)
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		upd  tenancy.KeyUpdate
+		want string
+	}{
+		{"empty name", tenancy.KeyUpdate{Name: ptr("")}, "name"},
+		{"negative tpm", tenancy.KeyUpdate{TokensPerMinute: ptr(int64(-1))}, "tokens_per_minute"},
+	} {
+		_, err := e.svc.UpdateKey(ctx, a.ID, k.ID, tc.upd)
+		var ve *tenancy.ValidationError
+		if !errors.As(err, &ve) || ve.Field != tc.want {
+			t.Errorf("%s: UpdateKey = %v, want a ValidationError on %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := e.svc.GetKey(ctx, b.ID, k.ID); !errors.Is(err, tenancy.ErrNotFound) {
+		t.Errorf("GetKey(key of a, as b) = %v, want ErrNotFound", err)
+	}
+	if _, err := e.svc.UpdateKey(ctx, b.ID, k.ID, tenancy.KeyUpdate{TokensPerMinute: ptr(int64(1))}); !errors.Is(err, tenancy.ErrNotFound) {
+		t.Errorf("UpdateKey(key of a, as b) = %v, want ErrNotFound", err)
+	}
+	got, err := e.svc.UpdateKey(ctx, a.ID, k.ID, tenancy.KeyUpdate{Name: ptr("ci-2"), TokensPerMinute: ptr(int64(0))})
+	want := tenancy.RateLimits{RequestsPerMinute: 60, RequestsPerHour: 600}
+	if err != nil || got.Name != "ci-2" || got.RateLimits != want {
+		t.Errorf("UpdateKey = %+v, %v; want name ci-2 and limits %+v (a partial update)", got, err, want)
+	}
+}
+
 func TestBootstrap(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, tenancy.KeyCacheConfig{})

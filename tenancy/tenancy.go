@@ -51,6 +51,9 @@ type Principal struct {
 	Role Role
 	// Policy is the tenant's policy at the time of authentication (may be nil: no policy).
 	Policy *Policy
+	// KeyLimits are the API key's own rate limits, applied together with
+	// the Policy's; nil for a JWT and for a key without limits.
+	KeyLimits *KeyLimits
 }
 
 // Policy is what a tenant allows and adds to every request. A nil *Policy

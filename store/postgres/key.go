@@ -12,7 +12,8 @@ import (
 
 var _ tenancy.KeyStore = (*DB)(nil)
 
-const keyColumns = `id, tenant_id, user_id, name, prefix, hash, created_at, last_used_at, expires_at, revoked_at`
+const keyColumns = `id, tenant_id, user_id, name, prefix, hash, created_at, last_used_at, expires_at, revoked_at,
+	requests_per_minute, requests_per_hour, tokens_per_minute`
 
 func scanKey(row pgx.Row) (*tenancy.APIKey, error) {
 	var (
@@ -20,7 +21,8 @@ func scanKey(row pgx.Row) (*tenancy.APIKey, error) {
 		userID *int64
 	)
 	if err := row.Scan(&k.ID, &k.TenantID, &userID, &k.Name, &k.Prefix, &k.Hash,
-		&k.CreatedAt, &k.LastUsedAt, &k.ExpiresAt, &k.RevokedAt); err != nil {
+		&k.CreatedAt, &k.LastUsedAt, &k.ExpiresAt, &k.RevokedAt,
+		&k.RequestsPerMinute, &k.RequestsPerHour, &k.TokensPerMinute); err != nil {
 		return nil, err
 	}
 	if userID != nil {
@@ -43,11 +45,13 @@ func (db *DB) CreateKey(ctx context.Context, k *tenancy.APIKey) error {
 		}
 	}
 	err := db.pool.QueryRow(ctx, `
-		INSERT INTO api_keys (tenant_id, user_id, name, prefix, hash, created_at, last_used_at, expires_at, revoked_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		INSERT INTO api_keys (tenant_id, user_id, name, prefix, hash, created_at, last_used_at, expires_at, revoked_at,
+			requests_per_minute, requests_per_hour, tokens_per_minute)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		RETURNING id`,
 		k.TenantID, nullID(k.UserID), k.Name, k.Prefix, k.Hash, k.CreatedAt,
 		k.LastUsedAt, k.ExpiresAt, revokedAt,
+		k.RequestsPerMinute, k.RequestsPerHour, k.TokensPerMinute,
 	).Scan(&k.ID)
 	if err == nil && k.Revoked {
 		k.RevokedAt = revokedAt
@@ -59,6 +63,38 @@ func (db *DB) CreateKey(ctx context.Context, k *tenancy.APIKey) error {
 func (db *DB) FindKeyByHash(ctx context.Context, hash string) (*tenancy.APIKey, error) {
 	k, err := scanKey(db.pool.QueryRow(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE hash = $1`, hash))
 	return k, mapErr("key", err)
+}
+
+// FindKeyByID implements tenancy.KeyStore.
+func (db *DB) FindKeyByID(ctx context.Context, tenantID, id int64) (*tenancy.APIKey, error) {
+	k, err := scanKey(db.pool.QueryRow(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE tenant_id = $1 AND id = $2`, tenantID, id))
+	return k, mapErr(fmt.Sprintf("key %d", id), err)
+}
+
+// UpdateKey implements tenancy.KeyStore: the row is locked from the read
+// to the write.
+func (db *DB) UpdateKey(ctx context.Context, tenantID, id int64, fn func(*tenancy.APIKey) error) (*tenancy.APIKey, error) {
+	var k *tenancy.APIKey
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		k, err = scanKey(tx.QueryRow(ctx,
+			`SELECT `+keyColumns+` FROM api_keys WHERE tenant_id = $1 AND id = $2 FOR UPDATE`, tenantID, id))
+		if err != nil {
+			return mapErr(fmt.Sprintf("key %d", id), err)
+		}
+		if err := fn(k); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			UPDATE api_keys SET name = $1, requests_per_minute = $2, requests_per_hour = $3, tokens_per_minute = $4
+			WHERE tenant_id = $5 AND id = $6`,
+			k.Name, k.RequestsPerMinute, k.RequestsPerHour, k.TokensPerMinute, tenantID, id)
+		return mapErr(fmt.Sprintf("update key %d", id), err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // FindKeys implements tenancy.KeyStore.

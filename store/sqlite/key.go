@@ -11,7 +11,8 @@ import (
 
 var _ tenancy.KeyStore = (*DB)(nil)
 
-const keyColumns = `id, tenant_id, user_id, name, prefix, hash, created_at, last_used_at, expires_at, revoked_at`
+const keyColumns = `id, tenant_id, user_id, name, prefix, hash, created_at, last_used_at, expires_at, revoked_at,
+	requests_per_minute, requests_per_hour, tokens_per_minute`
 
 func scanKey(s scanner) (*tenancy.APIKey, error) {
 	var (
@@ -21,7 +22,8 @@ func scanKey(s scanner) (*tenancy.APIKey, error) {
 		lastUsed, expires, revoked sql.NullString
 	)
 	if err := s.Scan(&k.ID, &k.TenantID, &userID, &k.Name, &k.Prefix, &k.Hash,
-		&created, &lastUsed, &expires, &revoked); err != nil {
+		&created, &lastUsed, &expires, &revoked,
+		&k.RequestsPerMinute, &k.RequestsPerHour, &k.TokensPerMinute); err != nil {
 		return nil, err
 	}
 	k.UserID = userID.Int64
@@ -53,11 +55,13 @@ func (db *DB) CreateKey(ctx context.Context, k *tenancy.APIKey) error {
 		}
 	}
 	err := db.write.QueryRowContext(ctx, `
-		INSERT INTO api_keys (tenant_id, user_id, name, prefix, hash, created_at, last_used_at, expires_at, revoked_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		INSERT INTO api_keys (tenant_id, user_id, name, prefix, hash, created_at, last_used_at, expires_at, revoked_at,
+			requests_per_minute, requests_per_hour, tokens_per_minute)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		RETURNING id`,
 		k.TenantID, nullID(k.UserID), k.Name, k.Prefix, k.Hash, formatTime(k.CreatedAt),
 		nullTime(k.LastUsedAt), nullTime(k.ExpiresAt), nullTime(revokedAt),
+		k.RequestsPerMinute, k.RequestsPerHour, k.TokensPerMinute,
 	).Scan(&k.ID)
 	if err == nil && k.Revoked {
 		k.RevokedAt = revokedAt
@@ -69,6 +73,38 @@ func (db *DB) CreateKey(ctx context.Context, k *tenancy.APIKey) error {
 func (db *DB) FindKeyByHash(ctx context.Context, hash string) (*tenancy.APIKey, error) {
 	k, err := scanKey(db.read.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE hash = ?`, hash))
 	return k, mapErr("key", err)
+}
+
+// FindKeyByID implements tenancy.KeyStore.
+func (db *DB) FindKeyByID(ctx context.Context, tenantID, id int64) (*tenancy.APIKey, error) {
+	k, err := scanKey(db.read.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE tenant_id = ? AND id = ?`, tenantID, id))
+	return k, mapErr(fmt.Sprintf("key %d", id), err)
+}
+
+// UpdateKey implements tenancy.KeyStore, in one transaction on the single
+// write connection.
+func (db *DB) UpdateKey(ctx context.Context, tenantID, id int64, fn func(*tenancy.APIKey) error) (*tenancy.APIKey, error) {
+	var k *tenancy.APIKey
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		k, err = scanKey(tx.QueryRowContext(ctx,
+			`SELECT `+keyColumns+` FROM api_keys WHERE tenant_id = ? AND id = ?`, tenantID, id))
+		if err != nil {
+			return mapErr(fmt.Sprintf("key %d", id), err)
+		}
+		if err := fn(k); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `
+			UPDATE api_keys SET name = ?, requests_per_minute = ?, requests_per_hour = ?, tokens_per_minute = ?
+			WHERE tenant_id = ? AND id = ?`,
+			k.Name, k.RequestsPerMinute, k.RequestsPerHour, k.TokensPerMinute, tenantID, id)
+		return mapErr(fmt.Sprintf("update key %d", id), err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // FindKeys implements tenancy.KeyStore.

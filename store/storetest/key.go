@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,5 +191,126 @@ func testKeyUserOfOtherTenant(t *testing.T, s Stores) {
 		Hash: tenancy.HashKey([]byte(secret)), CreatedAt: now()}
 	if err := s.Keys.CreateKey(ctx(t), k); !errors.Is(err, tenancy.ErrNotFound) {
 		t.Errorf("CreateKey(tenant A, user of B) = %v, want ErrNotFound", err)
+	}
+}
+
+// testKeyLimits: a key's own rate limits are stored and read back by every
+// finder; a key without limits reads zeros; the schema refuses a negative
+// limit.
+func testKeyLimits(t *testing.T, s Stores) {
+	tn := mustTenant(t, s, uniq("klim"))
+	plain := mustKey(t, s, tn.ID, 0, "plain")
+	secret := tenancy.NewKeySecret()
+	limited := &tenancy.APIKey{TenantID: tn.ID, Name: "limited", Prefix: secret[:12], Hash: tenancy.HashKey([]byte(secret)),
+		CreatedAt: now(), RateLimits: tenancy.RateLimits{RequestsPerMinute: 60, RequestsPerHour: 1000, TokensPerMinute: 1 << 40}}
+	if err := s.Keys.CreateKey(ctx(t), limited); err != nil {
+		t.Fatalf("CreateKey(with limits) = %v", err)
+	}
+	for _, want := range []*tenancy.APIKey{plain, limited} {
+		byHash, err := s.Keys.FindKeyByHash(ctx(t), want.Hash)
+		if err != nil {
+			t.Fatalf("FindKeyByHash(%s) = %v", want.Name, err)
+		}
+		sameJSON(t, "FindKeyByHash("+want.Name+")", byHash, want)
+		byID, err := s.Keys.FindKeyByID(ctx(t), tn.ID, want.ID)
+		if err != nil {
+			t.Fatalf("FindKeyByID(%s) = %v", want.Name, err)
+		}
+		sameJSON(t, "FindKeyByID("+want.Name+")", byID, want)
+		if byID.Hash != want.Hash || byID.RateLimits != want.RateLimits {
+			t.Errorf("FindKeyByID(%s) = %+v, want %+v", want.Name, byID, want)
+		}
+	}
+	if plain.RateLimits != (tenancy.RateLimits{}) {
+		t.Errorf("a key created without limits has %+v", plain.RateLimits)
+	}
+	list, _, err := s.Keys.FindKeys(ctx(t), tn.ID, 0, 0)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("FindKeys = %d keys, %v; want 2", len(list), err)
+	}
+	sameJSON(t, "FindKeys", list, []*tenancy.APIKey{plain, limited})
+
+	other := mustTenant(t, s, uniq("klim-other"))
+	if _, err := s.Keys.FindKeyByID(ctx(t), other.ID, limited.ID); !errors.Is(err, tenancy.ErrNotFound) {
+		t.Errorf("FindKeyByID(another tenant) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Keys.FindKeyByID(ctx(t), tn.ID, limited.ID+1000); !errors.Is(err, tenancy.ErrNotFound) {
+		t.Errorf("FindKeyByID(unknown) = %v, want ErrNotFound", err)
+	}
+	secret = tenancy.NewKeySecret()
+	negative := &tenancy.APIKey{TenantID: tn.ID, Name: "negative", Prefix: secret[:12], Hash: tenancy.HashKey([]byte(secret)),
+		CreatedAt: now(), RateLimits: tenancy.RateLimits{TokensPerMinute: -1}}
+	if err := s.Keys.CreateKey(ctx(t), negative); err == nil {
+		t.Error("CreateKey(tokens_per_minute -1) = nil, want the schema's refusal")
+	}
+}
+
+// testKeyUpdate: UpdateKey saves the name and the limits, nothing else,
+// only within the key's tenant, and not when fn fails.
+func testKeyUpdate(t *testing.T, s Stores) {
+	a := mustTenant(t, s, uniq("kua"))
+	b := mustTenant(t, s, uniq("kub"))
+	k := mustKey(t, s, a.ID, 0, "before")
+	limits := tenancy.RateLimits{RequestsPerMinute: 5, TokensPerMinute: 700}
+	got, err := s.Keys.UpdateKey(ctx(t), a.ID, k.ID, func(k *tenancy.APIKey) error {
+		k.Name = "after"
+		k.RateLimits = limits
+		// Not saved: UpdateKey writes the name and the limits only.
+		k.Prefix, k.Revoked, k.TenantID = "sk-mtai-XXXX", true, b.ID
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateKey = %v", err)
+	}
+	if got.Name != "after" || got.RateLimits != limits {
+		t.Errorf("UpdateKey returned %+v", got)
+	}
+	want := *k
+	want.Name, want.RateLimits = "after", limits
+	stored, err := s.Keys.FindKeyByHash(ctx(t), k.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameJSON(t, "key after UpdateKey", stored, &want)
+
+	// Another tenant can neither change it nor learn that it exists.
+	if _, err := s.Keys.UpdateKey(ctx(t), b.ID, k.ID, func(k *tenancy.APIKey) error {
+		k.RequestsPerMinute = 1 << 30
+		return nil
+	}); !errors.Is(err, tenancy.ErrNotFound) {
+		t.Errorf("UpdateKey(tenant B, key of A) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Keys.UpdateKey(ctx(t), a.ID, k.ID+1000, func(*tenancy.APIKey) error { return nil }); !errors.Is(err, tenancy.ErrNotFound) {
+		t.Errorf("UpdateKey(unknown) = %v, want ErrNotFound", err)
+	}
+	abort := errors.New("abort")
+	if _, err := s.Keys.UpdateKey(ctx(t), a.ID, k.ID, func(k *tenancy.APIKey) error {
+		k.RequestsPerMinute = 1
+		return abort
+	}); !errors.Is(err, abort) {
+		t.Errorf("UpdateKey(fn fails) = %v, want fn's error as is", err)
+	}
+	stored, err = s.Keys.FindKeyByID(ctx(t), a.ID, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameJSON(t, "key after refused updates", stored, &want)
+
+	// Parallel read-modify-writes are not lost.
+	const n = 20
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if _, err := s.Keys.UpdateKey(ctx(t), a.ID, k.ID, func(k *tenancy.APIKey) error {
+				k.RequestsPerHour++
+				return nil
+			}); err != nil {
+				t.Errorf("UpdateKey = %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if stored, err = s.Keys.FindKeyByID(ctx(t), a.ID, k.ID); err != nil || stored.RequestsPerHour != n {
+		t.Errorf("after %d parallel increments: %+v, %v; want RequestsPerHour %d", n, stored, err, n)
 	}
 }

@@ -54,6 +54,8 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"KeyExpiry", testKeyExpiry},
 		{"KeyMarkUsed", testKeyMarkUsed},
 		{"KeyUserOfOtherTenant", testKeyUserOfOtherTenant},
+		{"KeyLimits", testKeyLimits},
+		{"KeyUpdate", testKeyUpdate},
 		{"ConcurrentCreates", testConcurrentCreates},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 	}

@@ -191,3 +191,53 @@ func TestRevokeReachesOtherReplicas(t *testing.T) {
 	}
 	refusedWithin(t, b, s2, time.Second)
 }
+
+// TestKeyLimitsReachOtherReplicas: a key's new limits, saved through
+// replica A, are those replica B resolves within a second.
+func TestKeyLimitsReachOtherReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "mtai.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ch := channel()
+	a := newReplica(t, db, ch)
+	b := newReplica(t, db, ch)
+	name := "acme"
+	tn, err := a.svc.CreateTenant(ctx, tenancy.TenantUpdate{Name: &name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, secret, err := a.svc.CreateKeyWithLimits(ctx, tn.ID, 0, "limited", nil, tenancy.RateLimits{RequestsPerMinute: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := b.cache.ResolveKey(ctx, []byte(secret))
+	if err != nil || p.KeyLimits == nil || p.KeyLimits.RequestsPerMinute != 5 {
+		t.Fatalf("replica B: ResolveKey = %+v, %v; want 5 requests per minute", p, err)
+	}
+	rpm := int64(50)
+	if _, err := a.svc.UpdateKey(ctx, tn.ID, k.ID, tenancy.KeyUpdate{RequestsPerMinute: &rpm}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		p, err := b.cache.ResolveKey(ctx, []byte(secret))
+		if err != nil {
+			t.Fatalf("replica B: ResolveKey = %v", err)
+		}
+		if p.KeyLimits != nil && p.KeyLimits.RequestsPerMinute == rpm {
+			t.Logf("new limits seen by replica B after %v", time.Since(start))
+			return
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("replica B still limits the key with %+v a second later", p.KeyLimits)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
