@@ -1,8 +1,9 @@
 // Package admin answers the questions of the people who run mtai: platform
 // statistics and usage analytics (requests, tokens, cost, errors and
-// latency by tenant, model, key or user, over time), read from the hourly
-// usage rollups that the stores keep (billing.Rollup), so that a month of
-// traffic answers in milliseconds. It also holds the admin dashboard's web
+// latency by tenant, model, key or user, over time), read from the usage
+// rollups that the stores keep (billing.Rollup: hourly by tenant and model;
+// billing.PartyRollups: hourly and daily by tenant, key and user), so that a
+// month of traffic answers in milliseconds. It also holds the admin dashboard's web
 // assets (web/, embedded; see Assets), which call the /api/v1 platform API.
 //
 // The HTTP side (routes, authentication, who may see which tenant) is in
@@ -33,8 +34,8 @@ const (
 type Dimension string
 
 // The dimensions. Tenant and Model come from the hourly rollups; Key and
-// User from the events themselves (the rollups do not keep them), so they
-// cost a scan of the period's events.
+// User from the party rollups (by tenant, key and user, hourly and daily,
+// without the model: filtered by model, they are summed from the events).
 const (
 	ByTenant Dimension = "tenant"
 	ByModel  Dimension = "model"
@@ -63,8 +64,9 @@ type Grouping struct {
 	Tenant, Model bool
 }
 
-// Party is the usage of one API key or one user (Rollup's Hour and Model
-// are zero; its Tenant is the key's or user's tenant).
+// Party is the usage of one API key or one user (Rollup's Model is empty;
+// its Hour is the start of the time bucket, zero without one; its Tenant is
+// the key's or user's tenant).
 type Party struct {
 	// ID is the key's or user's id; 0 collects the requests made with no
 	// key or user (keys from static configuration).
@@ -91,9 +93,10 @@ type Store interface {
 	// are zero; with no grouping it returns exactly one row (zero when
 	// nothing matched).
 	UsageSeries(ctx context.Context, f Filter, g Grouping) ([]billing.Rollup, error)
-	// UsageParties sums the events f selects by API key (ByKey) or user
-	// (ByUser), the busiest first, at most limit rows (0: no cap).
-	UsageParties(ctx context.Context, f Filter, by Dimension, limit int) ([]Party, error)
+	// UsageParties sums the usage f selects by API key (ByKey) or user
+	// (ByUser) and time bucket, for the limit (0: no cap) busiest parties
+	// of the period; ordered by time, then the busiest first.
+	UsageParties(ctx context.Context, f Filter, by Dimension, bucket Bucket, limit int) ([]Party, error)
 	// UsageCounts counts the tenants, users and keys (of f's tenant, unless
 	// f.AllTenants).
 	UsageCounts(ctx context.Context, f Filter, now time.Time) (Counts, error)
@@ -238,12 +241,13 @@ func percentile(r *billing.Rollup, q float64) *float64 {
 // Query asks for rows of usage.
 type Query struct {
 	Filter
-	// Bucket is the time axis (ignored with Key or User).
+	// Bucket is the time axis.
 	Bucket Bucket
 	// By are the dimensions, besides time: Tenant and Model, in any
 	// combination, or one of Key and User alone.
 	By []Dimension
-	// Limit caps the rows of a Key or User query (0: 100).
+	// Limit caps the keys or users of a Key or User query (0: 100): the
+	// busiest of the period, with every bucket of theirs.
 	Limit int
 }
 
@@ -284,12 +288,20 @@ func (s *Service) Usage(ctx context.Context, q Query) ([]Row, error) {
 			return nil, fmt.Errorf("%w: unknown group_by %q (tenant, model, key, user)", ErrInvalid, d)
 		}
 	}
+	switch q.Bucket {
+	case "", BucketNone:
+		g.Bucket = BucketNone
+	case BucketHour, BucketDay:
+		g.Bucket = q.Bucket
+	default:
+		return nil, fmt.Errorf("%w: unknown bucket %q (hour, day, none)", ErrInvalid, q.Bucket)
+	}
 	if party != "" {
 		limit := q.Limit
 		if limit <= 0 {
 			limit = 100
 		}
-		parties, err := s.store.UsageParties(ctx, q.Filter, party, limit)
+		parties, err := s.store.UsageParties(ctx, q.Filter, party, g.Bucket, limit)
 		if err != nil {
 			return nil, err
 		}
@@ -297,6 +309,9 @@ func (s *Service) Usage(ctx context.Context, q Query) ([]Row, error) {
 		for i := range parties {
 			p := &parties[i]
 			row := Row{TenantID: &p.TenantID, Tenant: &p.Tenant, Totals: totals(&p.Rollup)}
+			if g.Bucket != BucketNone {
+				row.Time = &p.Hour
+			}
 			if party == ByKey {
 				row.KeyID, row.KeyName, row.Prefix = &p.ID, &p.Name, &p.Prefix
 			} else {
@@ -305,14 +320,6 @@ func (s *Service) Usage(ctx context.Context, q Query) ([]Row, error) {
 			rows = append(rows, row)
 		}
 		return rows, nil
-	}
-	switch q.Bucket {
-	case "", BucketNone:
-		g.Bucket = BucketNone
-	case BucketHour, BucketDay:
-		g.Bucket = q.Bucket
-	default:
-		return nil, fmt.Errorf("%w: unknown bucket %q (hour, day, none)", ErrInvalid, q.Bucket)
 	}
 	series, err := s.store.UsageSeries(ctx, q.Filter, g)
 	if err != nil {

@@ -1,7 +1,10 @@
 package billing
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/mtai-dev/mtai/providers"
@@ -101,6 +104,7 @@ func (r *Rollup) add(e *Event) {
 
 // RollupKey identifies a rollup row.
 type RollupKey struct {
+	// Hour is the start of the hour, or of the day for a daily rollup.
 	Hour     time.Time
 	TenantID int64
 	Tenant   string
@@ -108,11 +112,17 @@ type RollupKey struct {
 }
 
 // Rollups sums events into hourly rollups, keyed as the stores key them.
-func Rollups(events []Event) map[RollupKey]*Rollup {
+func Rollups(events []Event) map[RollupKey]*Rollup { return rollups(events, time.Hour) }
+
+// DailyRollups sums events into daily (UTC) rollups: the stores keep them
+// too, so that a long period is read from a row a day.
+func DailyRollups(events []Event) map[RollupKey]*Rollup { return rollups(events, 24*time.Hour) }
+
+func rollups(events []Event, width time.Duration) map[RollupKey]*Rollup {
 	out := make(map[RollupKey]*Rollup)
 	for i := range events {
 		e := &events[i]
-		k := RollupKey{Hour: e.Time.UTC().Truncate(time.Hour), TenantID: e.TenantID, Tenant: e.Tenant, Model: e.Model}
+		k := RollupKey{Hour: e.Time.UTC().Truncate(width), TenantID: e.TenantID, Tenant: e.Tenant, Model: e.Model}
 		r := out[k]
 		if r == nil {
 			r = &Rollup{Hour: k.Hour, TenantID: k.TenantID, Tenant: k.Tenant, Model: k.Model}
@@ -121,6 +131,58 @@ func Rollups(events []Event) map[RollupKey]*Rollup {
 		r.add(e)
 	}
 	return out
+}
+
+// PartyKey identifies a row of the party rollups: one tenant's API key and
+// user in one hour or day (UTC). The admin API's "by key" and "by user"
+// queries read these rows instead of the events.
+type PartyKey struct {
+	// Start is the start of the hour or day.
+	Start    time.Time
+	TenantID int64
+	Tenant   string
+	// KeyID and UserID are 0 for none (a request signed with a JWT has no
+	// key; a key from static configuration has neither).
+	KeyID, UserID int64
+}
+
+// Compare orders party keys by tenant, start, key and user: the order in
+// which every writer upserts the rows, so that replicas writing
+// concurrently do not deadlock.
+func (k PartyKey) Compare(o PartyKey) int {
+	return cmp.Or(cmp.Compare(k.TenantID, o.TenantID), strings.Compare(k.Tenant, o.Tenant),
+		k.Start.Compare(o.Start), cmp.Compare(k.KeyID, o.KeyID), cmp.Compare(k.UserID, o.UserID))
+}
+
+// PartyRollups sums events into hourly rollups by tenant, API key and
+// user, keyed as the stores key them, and returns the keys in
+// PartyKey.Compare's order. The Rollups' Hour is the key's Start and Model
+// is empty.
+func PartyRollups(events []Event) ([]PartyKey, map[PartyKey]*Rollup) {
+	return partyRollups(events, time.Hour)
+}
+
+// DailyPartyRollups is PartyRollups by UTC day.
+func DailyPartyRollups(events []Event) ([]PartyKey, map[PartyKey]*Rollup) {
+	return partyRollups(events, 24*time.Hour)
+}
+
+func partyRollups(events []Event, width time.Duration) ([]PartyKey, map[PartyKey]*Rollup) {
+	out := make(map[PartyKey]*Rollup)
+	var keys []PartyKey
+	for i := range events {
+		e := &events[i]
+		k := PartyKey{Start: e.Time.UTC().Truncate(width), TenantID: e.TenantID, Tenant: e.Tenant, KeyID: e.KeyID, UserID: e.UserID}
+		r := out[k]
+		if r == nil {
+			r = &Rollup{Hour: k.Start, TenantID: k.TenantID, Tenant: k.Tenant}
+			out[k] = r
+			keys = append(keys, k)
+		}
+		r.add(e)
+	}
+	slices.SortFunc(keys, PartyKey.Compare)
+	return keys, out
 }
 
 // UsageQuery selects usage events or rollups.

@@ -190,16 +190,21 @@ func (s *Server) adminUsage(rc *fasthttp.RequestCtx, st *reqState) error {
 	}
 	args := rc.QueryArgs()
 	q := admin.Query{Filter: f, Bucket: admin.Bucket(args.Peek("bucket"))}
-	if q.Bucket == "" {
-		q.Bucket = admin.BucketHour
-		if f.To.Sub(f.From) > 72*time.Hour {
-			q.Bucket = admin.BucketDay
-		}
-	}
+	party := false
 	for _, d := range strings.Split(string(args.Peek("group_by")), ",") {
 		if d = strings.TrimSpace(d); d != "" {
 			q.By = append(q.By, admin.Dimension(d))
+			party = party || d == string(admin.ByKey) || d == string(admin.ByUser)
 		}
+	}
+	switch {
+	case q.Bucket != "":
+	case party: // the top keys or users of the period
+		q.Bucket = admin.BucketNone
+	case f.To.Sub(f.From) > 72*time.Hour:
+		q.Bucket = admin.BucketDay
+	default:
+		q.Bucket = admin.BucketHour
 	}
 	if v := args.Peek("limit"); len(v) > 0 {
 		if q.Limit, err = strconv.Atoi(string(v)); err != nil || q.Limit < 1 || q.Limit > 1000 {
@@ -233,10 +238,6 @@ func (s *Server) adminUsage(rc *fasthttp.RequestCtx, st *reqState) error {
 	for i, d := range q.By {
 		by[i] = string(d)
 	}
-	bucket := q.Bucket
-	if len(q.By) == 1 && (q.By[0] == admin.ByKey || q.By[0] == admin.ByUser) {
-		bucket = admin.BucketNone
-	}
 	return writeJSON(rc, 200, struct {
 		Object  string       `json:"object"`
 		From    time.Time    `json:"from"`
@@ -244,5 +245,5 @@ func (s *Server) adminUsage(rc *fasthttp.RequestCtx, st *reqState) error {
 		Bucket  admin.Bucket `json:"bucket"`
 		GroupBy []string     `json:"group_by"`
 		Data    []admin.Row  `json:"data"`
-	}{"list", f.From, f.To, bucket, by, rows})
+	}{"list", f.From, f.To, q.Bucket, by, rows})
 }

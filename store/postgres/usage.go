@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mtai-dev/mtai/billing"
+	"github.com/mtai-dev/mtai/store/internal/usagesql"
 	"github.com/mtai-dev/mtai/tenancy"
 )
 
@@ -32,53 +34,66 @@ var usageColumns = []string{
 	"cost_micro_usd", "priced", "estimated", "latency_us", "ttft_us", "status", "error_code",
 }
 
-// rollupColumns are usage_hourly's counters, after its key (hour, tenant_id,
-// tenant, model).
-var rollupColumns = []string{
-	"requests", "errors", "streams", "estimated", "unpriced",
-	"prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cost_micro_usd",
-	"latency_us_sum", "ttft_us_sum",
-	"latency_le_100ms", "latency_le_250ms", "latency_le_500ms", "latency_le_1s", "latency_le_2s",
-	"latency_le_5s", "latency_le_10s", "latency_le_20s", "latency_le_30s", "latency_le_60s", "latency_le_120s",
-}
+// rollupColumns are the rollup tables' counters, after their keys.
+var rollupColumns = usagesql.Counters
 
 // A batch is written in one transaction, in one of two ways:
 //
 //   - the fast path: COPY straight into usage_events, then the batch's
-//     hourly rollups (summed in Go, billing.Rollups) upserted with INSERT
-//     ... ON CONFLICT DO UPDATE. A batch holding an event the table already
-//     has (a replay after a crash or an outage) fails on the primary key,
-//     and is written again the idempotent way:
-//   - the staged path: COPY into a session-local staging table, then one
-//     statement that inserts the events the table does not have yet (ON
-//     CONFLICT DO NOTHING) and adds exactly those (RETURNING) to the
-//     rollups.
+//     rollups (summed in Go: billing.Rollups, DailyRollups, PartyRollups)
+//     upserted into usage_hourly, usage_daily, usage_party_hourly and
+//     usage_party_daily, one INSERT
+//     ... SELECT FROM unnest(arrays) ... ON CONFLICT DO UPDATE per table. A
+//     batch holding an event the table already has (a replay after a crash
+//     or an outage) fails on the primary key, and is written again the
+//     idempotent way:
+//   - the staged path: COPY into a session-local staging table; insert the
+//     events the table does not have yet (ON CONFLICT DO NOTHING),
+//     keeping exactly those (RETURNING) in a second one, usage_fresh; then
+//     sum those into the four rollup tables, one statement each.
 //
 // The fast path is about twice as fast (the speculative insertion of ON
 // CONFLICT and the second copy cost as much as the COPY itself); replays
-// are rare, and one failed attempt is cheap.
-const (
-	createStage = `CREATE TEMP TABLE IF NOT EXISTS usage_stage (LIKE usage_events) ON COMMIT DELETE ROWS`
-	stageTable  = "usage_stage"
-)
-
+// are rare, and one failed attempt is cheap. Both paths upsert the tables
+// in one order (as listed above), and the rows of each in one order
+// (byte order of the keys, COLLATE "C" in SQL), so that replicas do not
+// deadlock on them.
 var (
-	insertFromStage = buildInsertFromStage()
-	upsertRollup    = buildUpsertRollup()
-)
-
-func buildInsertFromStage() string {
-	var sb strings.Builder
-	sb.WriteString(`WITH ins AS (
+	createStage = []string{
+		`CREATE TEMP TABLE IF NOT EXISTS usage_stage (LIKE usage_events) ON COMMIT DELETE ROWS`,
+		`CREATE TEMP TABLE IF NOT EXISTS usage_fresh (LIKE usage_events) ON COMMIT DELETE ROWS`,
+	}
+	insertFromStage = `WITH ins AS (
 	INSERT INTO usage_events SELECT * FROM usage_stage ORDER BY created_at, id
 	ON CONFLICT DO NOTHING
-	RETURNING created_at, tenant_id, tenant, model, status, error_code, stream, estimated, priced,
-		prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_micro_usd, latency_us, ttft_us
+	RETURNING *
+) INSERT INTO usage_fresh SELECT * FROM ins`
+	rollupFresh = buildRollupFresh()
+
+	upsertHourly      = buildUpsertRollups("usage_hourly", modelKey("hour"), modelKeyTypes)
+	upsertDaily       = buildUpsertRollups("usage_daily", modelKey("day"), modelKeyTypes)
+	upsertPartyHourly = buildUpsertRollups("usage_party_hourly", partyKey("hour"), partyKeyTypes)
+	upsertPartyDaily  = buildUpsertRollups("usage_party_daily", partyKey("day"), partyKeyTypes)
 )
-INSERT INTO usage_hourly (hour, tenant_id, tenant, model, `)
-	sb.WriteString(strings.Join(rollupColumns, ", "))
-	sb.WriteString(`)
-SELECT date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS h, tenant_id, tenant, model,
+
+const stageTable = "usage_stage"
+
+// The rollup tables' keys (their primary keys' columns, in the order the
+// upserts list them) and the keys' types.
+var (
+	modelKeyTypes = []string{"timestamptz", "bigint", "text", "text"}
+	partyKeyTypes = []string{"timestamptz", "bigint", "text", "bigint", "bigint"}
+)
+
+func modelKey(at string) []string { return []string{at, "tenant_id", "tenant", "model"} }
+func partyKey(at string) []string { return []string{at, "tenant_id", "tenant", "key_id", "user_id"} }
+
+// rollupSelect is the select list that sums events as one rollup row,
+// after the key columns keyExprs.
+func rollupSelect(keyExprs ...string) string {
+	var sb strings.Builder
+	sb.WriteString(strings.Join(keyExprs, ", "))
+	sb.WriteString(`,
 	count(*), count(*) FILTER (WHERE status >= 400 OR error_code <> ''), count(*) FILTER (WHERE stream),
 	count(*) FILTER (WHERE estimated), count(*) FILTER (WHERE NOT priced),
 	sum(prompt_tokens), sum(completion_tokens), sum(cached_tokens), sum(reasoning_tokens), sum(cost_micro_usd),
@@ -86,35 +101,70 @@ SELECT date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS h
 	for _, b := range billing.LatencyBounds() {
 		fmt.Fprintf(&sb, ",\n\tcount(*) FILTER (WHERE latency_us <= %d)", b.Microseconds())
 	}
-	sb.WriteString(`
-FROM ins GROUP BY 1, 2, 3, 4 ORDER BY tenant_id, tenant COLLATE "C", model COLLATE "C", h
-ON CONFLICT (tenant_id, tenant, model, hour) DO UPDATE SET `)
-	sb.WriteString(rollupAdd())
 	return sb.String()
 }
 
-// rollupAdd is the SET list that adds EXCLUDED's counters to a rollup.
-func rollupAdd() string {
+// buildRollupFresh returns the statements that add the events of
+// usage_fresh to the rollup tables, in the writers' order, each table's
+// rows in the order of the fast path's (modelRollupArgs, partyRollupArgs).
+func buildRollupFresh() []string {
+	const hour = `date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'`
+	const day = `date_trunc('day', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'`
+	upsert := func(table string, key []string, sel, groupOrder string) string {
+		return "INSERT INTO " + table + " (" + strings.Join(append(slices.Clone(key), rollupColumns...), ", ") + ")\n" +
+			"SELECT " + sel + "\nFROM usage_fresh " + groupOrder + "\n" + onConflictAdd(table, key)
+	}
+	perModel := func(table, at, expr string) string {
+		return upsert(table, modelKey(at), rollupSelect(expr, "tenant_id", "tenant", "model"),
+			`GROUP BY 1, 2, 3, 4 ORDER BY tenant_id, tenant COLLATE "C", model COLLATE "C", 1`)
+	}
+	perParty := func(table, at, expr string) string {
+		return upsert(table, partyKey(at), rollupSelect(expr, "tenant_id", "tenant", "COALESCE(key_id, 0)", "COALESCE(user_id, 0)"),
+			`GROUP BY 1, 2, 3, 4, 5 ORDER BY tenant_id, tenant COLLATE "C", 1, 4, 5`)
+	}
+	return []string{
+		perModel("usage_hourly", "hour", hour),
+		perModel("usage_daily", "day", day),
+		perParty("usage_party_hourly", "hour", hour),
+		perParty("usage_party_daily", "day", day),
+	}
+}
+
+// onConflictAdd is the ON CONFLICT clause that adds the new row's counters
+// to the existing row of table.
+func onConflictAdd(table string, key []string) string {
 	var sb strings.Builder
+	sb.WriteString("ON CONFLICT (" + strings.Join(key, ", ") + ") DO UPDATE SET ")
 	for i, c := range rollupColumns {
 		if i > 0 {
 			sb.WriteString(", ")
 		}
-		fmt.Fprintf(&sb, "%s = usage_hourly.%s + EXCLUDED.%s", c, c, c)
+		fmt.Fprintf(&sb, "%s = %s.%s + EXCLUDED.%s", c, table, c, c)
 	}
 	return sb.String()
 }
 
-func buildUpsertRollup() string {
+// buildUpsertRollups is the statement that upserts rows of table given as
+// arrays, one per column: the key's (of types keyTypes) then the counters'.
+func buildUpsertRollups(table string, key, keyTypes []string) string {
 	var sb strings.Builder
-	sb.WriteString("INSERT INTO usage_hourly (hour, tenant_id, tenant, model, ")
-	sb.WriteString(strings.Join(rollupColumns, ", "))
-	sb.WriteString(") VALUES ($1, $2, $3, $4")
-	for i := range rollupColumns {
-		fmt.Fprintf(&sb, ", $%d", i+5)
+	sb.WriteString("INSERT INTO " + table + " (")
+	sb.WriteString(strings.Join(append(slices.Clone(key), rollupColumns...), ", "))
+	sb.WriteString(")\nSELECT * FROM unnest(")
+	n := 0
+	for _, t := range keyTypes {
+		n++
+		fmt.Fprintf(&sb, "$%d::%s[], ", n, t)
 	}
-	sb.WriteString(") ON CONFLICT (tenant_id, tenant, model, hour) DO UPDATE SET ")
-	sb.WriteString(rollupAdd())
+	for i := range rollupColumns {
+		n++
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		fmt.Fprintf(&sb, "$%d::bigint[]", n)
+	}
+	sb.WriteString(")\n")
+	sb.WriteString(onConflictAdd(table, key))
 	return sb.String()
 }
 
@@ -147,52 +197,116 @@ func (db *DB) WriteUsage(ctx context.Context, events []billing.Event) error {
 	return usageErr(err)
 }
 
+// rollupArrays holds rollup rows column by column, as the upserts take
+// them: the counters in rollupColumns' order.
+type rollupArrays [][]int64
+
+func newRollupArrays(n int) rollupArrays {
+	a := make(rollupArrays, len(rollupColumns))
+	for i := range a {
+		a[i] = make([]int64, 0, n)
+	}
+	return a
+}
+
+func (a rollupArrays) add(r *billing.Rollup) {
+	for i, x := range usagesql.Values(r) {
+		a[i] = append(a[i], x)
+	}
+}
+
+// args returns the key arrays then the counter arrays, as query arguments.
+func (a rollupArrays) args(key ...any) []any {
+	out := make([]any, 0, len(key)+len(a))
+	out = append(out, key...)
+	for _, c := range a {
+		out = append(out, c)
+	}
+	return out
+}
+
 // writeFast COPYs events into usage_events and upserts their rollups.
 func (db *DB) writeFast(ctx context.Context, events []billing.Event) error {
+	upserts := []struct {
+		sql  string
+		args []any
+	}{
+		{upsertHourly, modelRollupArgs(billing.Rollups(events))},
+		{upsertDaily, modelRollupArgs(billing.DailyRollups(events))},
+		{upsertPartyHourly, partyRollupArgs(billing.PartyRollups(events))},
+		{upsertPartyDaily, partyRollupArgs(billing.DailyPartyRollups(events))},
+	}
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if err := copyEvents(ctx, tx, "usage_events", events); err != nil {
 			return err
 		}
-		rollups := billing.Rollups(events)
-		keys := make([]billing.RollupKey, 0, len(rollups))
-		for k := range rollups {
-			keys = append(keys, k)
-		}
-		// One order for every writer (the staged path's too: byte order,
-		// COLLATE "C"), so that replicas do not deadlock on rollup rows.
-		slices.SortFunc(keys, func(a, b billing.RollupKey) int {
-			return cmp.Or(cmp.Compare(a.TenantID, b.TenantID), strings.Compare(a.Tenant, b.Tenant),
-				strings.Compare(a.Model, b.Model), a.Hour.Compare(b.Hour))
-		})
 		var batch pgx.Batch
-		for _, k := range keys {
-			r := rollups[k]
-			args := make([]any, 0, 4+len(rollupColumns))
-			args = append(args, k.Hour, k.TenantID, k.Tenant, k.Model,
-				r.Requests, r.Errors, r.Streams, r.Estimated, r.Unpriced,
-				r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.CachedTokens, r.Usage.ReasoningTokens, int64(r.Cost),
-				r.LatencySum.Microseconds(), r.TTFTSum.Microseconds())
-			for _, n := range r.LatencyLE {
-				args = append(args, n)
-			}
-			batch.Queue(upsertRollup, args...)
+		for _, u := range upserts {
+			batch.Queue(u.sql, u.args...)
 		}
 		return tx.SendBatch(ctx, &batch).Close()
 	})
+}
+
+// modelRollupArgs returns the arguments of upsertHourly or upsertDaily for
+// rs, in the writers' order.
+func modelRollupArgs(rs map[billing.RollupKey]*billing.Rollup) []any {
+	keys := slices.SortedFunc(maps.Keys(rs), func(a, b billing.RollupKey) int {
+		return cmp.Or(cmp.Compare(a.TenantID, b.TenantID), strings.Compare(a.Tenant, b.Tenant),
+			strings.Compare(a.Model, b.Model), a.Hour.Compare(b.Hour))
+	})
+	var (
+		at            = make([]time.Time, 0, len(keys))
+		tenantID      = make([]int64, 0, len(keys))
+		tenant, model = make([]string, 0, len(keys)), make([]string, 0, len(keys))
+		counters      = newRollupArrays(len(keys))
+	)
+	for _, k := range keys {
+		at, tenantID = append(at, k.Hour), append(tenantID, k.TenantID)
+		tenant, model = append(tenant, k.Tenant), append(model, k.Model)
+		counters.add(rs[k])
+	}
+	return counters.args(at, tenantID, tenant, model)
+}
+
+// partyRollupArgs returns the arguments of upsertPartyHourly or
+// upsertPartyDaily for the party rollups, in keys' order.
+func partyRollupArgs(keys []billing.PartyKey, rs map[billing.PartyKey]*billing.Rollup) []any {
+	var (
+		at                  = make([]time.Time, 0, len(keys))
+		tenant              = make([]string, 0, len(keys))
+		tenantID, key, user = make([]int64, 0, len(keys)), make([]int64, 0, len(keys)), make([]int64, 0, len(keys))
+		counters            = newRollupArrays(len(keys))
+	)
+	for _, k := range keys {
+		at, tenantID, tenant = append(at, k.Start), append(tenantID, k.TenantID), append(tenant, k.Tenant)
+		key, user = append(key, k.KeyID), append(user, k.UserID)
+		counters.add(rs[k])
+	}
+	return counters.args(at, tenantID, tenant, key, user)
 }
 
 // writeStaged writes events through the staging table, skipping those
 // already stored.
 func (db *DB) writeStaged(ctx context.Context, events []billing.Event) error {
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, createStage); err != nil {
-			return err
+		for _, q := range createStage {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return err
+			}
 		}
 		if err := copyEvents(ctx, tx, stageTable, events); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, insertFromStage)
-		return err
+		if _, err := tx.Exec(ctx, insertFromStage); err != nil {
+			return err
+		}
+		for _, q := range rollupFresh {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
@@ -375,6 +489,14 @@ func (db *DB) MaintainUsage(ctx context.Context, now time.Time, keep billing.Ret
 		cutoff := now.Add(-keep.Rollups).UTC().Truncate(time.Hour)
 		if _, err := db.pool.Exec(ctx, `DELETE FROM usage_hourly WHERE hour < $1`, cutoff); err != nil {
 			return fmt.Errorf("postgres: usage rollup retention: %w", err)
+		}
+		// whole days only: a day's rows go with the day's last hour
+		day := cutoff.Truncate(24 * time.Hour)
+		for _, q := range []string{`DELETE FROM usage_daily WHERE day < $1`,
+			`DELETE FROM usage_party_hourly WHERE hour < $1`, `DELETE FROM usage_party_daily WHERE day < $1`} {
+			if _, err := db.pool.Exec(ctx, q, day); err != nil {
+				return fmt.Errorf("postgres: usage rollup retention: %w", err)
+			}
 		}
 	}
 	return nil

@@ -32,7 +32,7 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) storetest.Stores {
 		db := open(t)
-		return storetest.Stores{Tenants: db, Users: db, Keys: db, Usage: db, Conversations: db}
+		return storetest.Stores{Tenants: db, Users: db, Keys: db, Usage: db, Conversations: db, Stats: db}
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/mtai-dev/mtai/billing"
+	"github.com/mtai-dev/mtai/store/internal/usagesql"
 	"github.com/mtai-dev/mtai/tenancy"
 )
 
@@ -28,29 +29,28 @@ const usageColumns = `id, created_at, request_id, tenant_id, tenant, user_id, ke
 	prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
 	cost_micro_usd, priced, estimated, latency_us, ttft_us, status, error_code`
 
-// rollupCounters are usage_hourly's counters, after its key (hour,
-// tenant_id, tenant, model).
-var rollupCounters = []string{
-	"requests", "errors", "streams", "estimated", "unpriced",
-	"prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cost_micro_usd",
-	"latency_us_sum", "ttft_us_sum",
-	"latency_le_100ms", "latency_le_250ms", "latency_le_500ms", "latency_le_1s", "latency_le_2s",
-	"latency_le_5s", "latency_le_10s", "latency_le_20s", "latency_le_30s", "latency_le_60s", "latency_le_120s",
-}
+// rollupCounters are the rollup tables' counters, after their keys.
+var rollupCounters = usagesql.Counters
 
 const insertEvent = `INSERT INTO usage_events (` + usageColumns + `)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (id) DO NOTHING`
 
-var upsertRollup = func() string {
+var (
+	upsertHourly      = buildUpsert("usage_hourly", "hour", "tenant_id", "tenant", "model")
+	upsertDaily       = buildUpsert("usage_daily", "day", "tenant_id", "tenant", "model")
+	upsertPartyHourly = buildUpsert("usage_party_hourly", "hour", "tenant_id", "tenant", "key_id", "user_id")
+	upsertPartyDaily  = buildUpsert("usage_party_daily", "day", "tenant_id", "tenant", "key_id", "user_id")
+)
+
+// buildUpsert is the statement that adds one row of counters to the rollup
+// table whose primary key's columns are key.
+func buildUpsert(table string, key ...string) string {
 	var sb strings.Builder
-	sb.WriteString("INSERT INTO usage_hourly (hour, tenant_id, tenant, model, ")
+	sb.WriteString("INSERT INTO " + table + " (" + strings.Join(key, ", ") + ", ")
 	sb.WriteString(strings.Join(rollupCounters, ", "))
-	sb.WriteString(") VALUES (?, ?, ?, ?")
-	for range rollupCounters {
-		sb.WriteString(", ?")
-	}
-	sb.WriteString(") ON CONFLICT (tenant_id, tenant, model, hour) DO UPDATE SET ")
+	sb.WriteString(") VALUES (?" + strings.Repeat(", ?", len(key)+len(rollupCounters)-1))
+	sb.WriteString(") ON CONFLICT (" + strings.Join(key, ", ") + ") DO UPDATE SET ")
 	for i, c := range rollupCounters {
 		if i > 0 {
 			sb.WriteString(", ")
@@ -58,7 +58,35 @@ var upsertRollup = func() string {
 		fmt.Fprintf(&sb, "%s = %s + excluded.%s", c, c, c)
 	}
 	return sb.String()
-}()
+}
+
+// modelRollupArgs returns the arguments of upsertHourly or upsertDaily, a
+// row each.
+func modelRollupArgs(rs map[billing.RollupKey]*billing.Rollup) [][]any {
+	out := make([][]any, 0, len(rs))
+	for k, r := range rs {
+		out = append(out, appendCounters([]any{formatTime(k.Hour), k.TenantID, k.Tenant, k.Model}, r))
+	}
+	return out
+}
+
+// partyRollupArgs returns the arguments of upsertPartyHourly or
+// upsertPartyDaily, a row each.
+func partyRollupArgs(keys []billing.PartyKey, rs map[billing.PartyKey]*billing.Rollup) [][]any {
+	out := make([][]any, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, appendCounters([]any{formatTime(k.Start), k.TenantID, k.Tenant, k.KeyID, k.UserID}, rs[k]))
+	}
+	return out
+}
+
+// appendCounters appends r's counters, in rollupCounters' order.
+func appendCounters(args []any, r *billing.Rollup) []any {
+	for _, x := range usagesql.Values(r) {
+		args = append(args, x)
+	}
+	return args
+}
 
 // eventID formats an event id as its UUID text.
 func eventID(id billing.EventID) string { return id.String() }
@@ -113,21 +141,24 @@ func (db *DB) WriteUsage(ctx context.Context, events []billing.Event) error {
 		if len(fresh) == 0 {
 			return nil
 		}
-		up, err := tx.PrepareContext(ctx, upsertRollup)
-		if err != nil {
-			return err
-		}
-		defer up.Close()
-		for k, r := range billing.Rollups(fresh) {
-			args := []any{formatTime(k.Hour), k.TenantID, k.Tenant, k.Model,
-				r.Requests, r.Errors, r.Streams, r.Estimated, r.Unpriced,
-				r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.CachedTokens, r.Usage.ReasoningTokens, int64(r.Cost),
-				r.LatencySum.Microseconds(), r.TTFTSum.Microseconds()}
-			for _, n := range r.LatencyLE {
-				args = append(args, n)
-			}
-			if _, err := up.ExecContext(ctx, args...); err != nil {
+		for _, u := range []struct {
+			sql  string
+			rows [][]any
+		}{
+			{upsertHourly, modelRollupArgs(billing.Rollups(fresh))},
+			{upsertDaily, modelRollupArgs(billing.DailyRollups(fresh))},
+			{upsertPartyHourly, partyRollupArgs(billing.PartyRollups(fresh))},
+			{upsertPartyDaily, partyRollupArgs(billing.DailyPartyRollups(fresh))},
+		} {
+			stmt, err := tx.PrepareContext(ctx, u.sql)
+			if err != nil {
 				return err
+			}
+			defer stmt.Close()
+			for _, args := range u.rows {
+				if _, err := stmt.ExecContext(ctx, args...); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -158,6 +189,14 @@ func (db *DB) MaintainUsage(ctx context.Context, now time.Time, keep billing.Ret
 		cutoff := now.Add(-keep.Rollups).UTC().Truncate(time.Hour)
 		if _, err := db.write.ExecContext(ctx, `DELETE FROM usage_hourly WHERE hour < ?`, formatTime(cutoff)); err != nil {
 			return fmt.Errorf("sqlite: usage rollup retention: %w", err)
+		}
+		// whole days only: a day's rows go with the day's last hour
+		day := formatTime(cutoff.Truncate(24 * time.Hour))
+		for _, q := range []string{`DELETE FROM usage_daily WHERE day < ?`,
+			`DELETE FROM usage_party_hourly WHERE hour < ?`, `DELETE FROM usage_party_daily WHERE day < ?`} {
+			if _, err := db.write.ExecContext(ctx, q, day); err != nil {
+				return fmt.Errorf("sqlite: usage rollup retention: %w", err)
+			}
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mtai-dev/mtai/admin"
 	"github.com/mtai-dev/mtai/chat"
 	"github.com/mtai-dev/mtai/tenancy"
 )
@@ -26,6 +27,8 @@ type Stores struct {
 	Usage UsageStore
 	// Conversations is required by the chat cases (conversation.go).
 	Conversations chat.Store
+	// Stats is required by the admin statistics cases (stats.go).
+	Stats admin.Store
 }
 
 // Run runs the suite. open must return stores over a new, migrated, empty
@@ -60,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"ConcurrentUpdates", testConcurrentUpdates},
 	}
 	tests = append(tests, usageTests...)
+	tests = append(tests, statsTests...)
 	tests = append(tests, documentTests...)
 	tests = append(tests, conversationTests...)
 	for _, tc := range tests {
