@@ -47,7 +47,7 @@ type Retention struct {
 	// PostgreSQL drops whole monthly partitions, so events are kept until
 	// the end of the month in which they fall out of it.
 	Events time.Duration
-	// Rollups is how long hourly rollups are kept
+	// Rollups is how long the rollups (hourly and daily) are kept
 	// (MTAI_USAGE_ROLLUP_RETENTION); they feed budgets (MonthSpend) and the
 	// dashboard, so keep them at least as long as the events.
 	Rollups time.Duration
@@ -145,7 +145,7 @@ func (c *MeterConfig) Validate() error {
 		return errors.New("MTAI_USAGE_RETENTION must not be negative")
 	case c.Retention.Rollups < 0:
 		return errors.New("MTAI_USAGE_ROLLUP_RETENTION must not be negative")
-	case c.Retention.Rollups > 0 && c.Retention.Events > c.Retention.Rollups:
+	case c.Retention.Rollups > 0 && (c.Retention.Events == 0 || c.Retention.Events > c.Retention.Rollups):
 		return errors.New("MTAI_USAGE_ROLLUP_RETENTION must be at least MTAI_USAGE_RETENTION")
 	case c.SegmentBytes != 0 && c.SegmentBytes < 4096:
 		return errors.New("billing: MeterConfig.SegmentBytes must be at least 4096")

@@ -417,6 +417,7 @@ func TestMeterConfigValidate(t *testing.T) {
 		{MeterConfig{Dir: "x", SyncInterval: -1}, "MTAI_USAGE_SYNC_INTERVAL"},
 		{MeterConfig{Dir: "x", Retention: Retention{Events: -1}}, "MTAI_USAGE_RETENTION"},
 		{MeterConfig{Dir: "x", Retention: Retention{Events: 2, Rollups: 1}}, "MTAI_USAGE_ROLLUP_RETENTION"},
+		{MeterConfig{Dir: "x", Retention: Retention{Rollups: 1}}, "MTAI_USAGE_ROLLUP_RETENTION"}, // events forever
 	} {
 		if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate(%+v) = %v, want an error naming %s", tc.cfg, err, tc.want)

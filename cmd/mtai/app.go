@@ -136,7 +136,7 @@ func (a *app) openMeter() error {
 	m, err := billing.NewMeter(a.db, billing.MeterConfig{
 		Dir:       filepath.Join(a.cfg.DataDir, "usage"),
 		Prices:    a.prices,
-		Retention: billing.Retention{Events: a.cfg.UsageRetention},
+		Retention: billing.Retention{Events: a.cfg.UsageRetention, Rollups: a.cfg.UsageRollupRetention},
 		Logger:    a.log.Named("usage"),
 	})
 	if err != nil {

@@ -49,6 +49,11 @@ type Config struct {
 	// UsageRetention is how long raw usage events are kept
 	// (MTAI_USAGE_RETENTION, e.g. 2160h); 0 keeps them forever.
 	UsageRetention time.Duration `yaml:"usage_retention"`
+	// UsageRollupRetention is how long the usage rollups (hourly and daily,
+	// by tenant and model and by key and user) are kept
+	// (MTAI_USAGE_ROLLUP_RETENTION); 0 keeps them forever. At least
+	// UsageRetention.
+	UsageRollupRetention time.Duration `yaml:"usage_rollup_retention"`
 
 	// BootstrapTenant names the first tenant (MTAI_BOOTSTRAP_TENANT). Default demo.
 	BootstrapTenant string `yaml:"-"`
@@ -189,12 +194,17 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		}
 		c.RAG.MaxDocumentBytes = n
 	}
-	if v := getenv("MTAI_USAGE_RETENTION"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return nil, fmt.Errorf("MTAI_USAGE_RETENTION=%q is not a duration (e.g. 2160h)", v)
+	for _, r := range []struct {
+		env string
+		d   *time.Duration
+	}{{"MTAI_USAGE_RETENTION", &c.UsageRetention}, {"MTAI_USAGE_ROLLUP_RETENTION", &c.UsageRollupRetention}} {
+		if v := getenv(r.env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return nil, fmt.Errorf("%s=%q is not a duration (e.g. 2160h)", r.env, v)
+			}
+			*r.d = d
 		}
-		c.UsageRetention = d
 	}
 	if v := getenv("MTAI_PRICES_FILE"); v != "" {
 		c.PricesFile = v
