@@ -106,11 +106,13 @@ func (l *Local) Reserve(ctx context.Context, req *Request, res *Result) error {
 	// Decide on copies; write back only what an admission changes, as the
 	// Redis script does.
 	var bs [MaxBuckets]bucket
+	var stored [MaxBuckets]*bucket // what bs[i] was copied from; nil for a new bucket
 	var worst int64 = -1
 	for i, b := range req.Buckets {
 		w := b.Kind.Window().Milliseconds()
 		c := b.Capacity(l.share)
 		if bk := t.buckets[bucketKey{b.Scope, b.Kind}]; bk != nil {
+			stored[i] = bk
 			bs[i] = *bk
 			bs[i].advance(nowMs, w, c)
 		} else {
@@ -156,13 +158,11 @@ func (l *Local) Reserve(ctx context.Context, req *Request, res *Result) error {
 		w := b.Kind.Window().Milliseconds()
 		bs[i].take(b.Amount(req), w)
 		res.States[i] = bs[i].state(w)
-		k := bucketKey{b.Scope, b.Kind}
-		if bk := t.buckets[k]; bk != nil {
+		if bk := stored[i]; bk != nil {
 			*bk = bs[i]
 		} else {
 			nb := bs[i]
-			k.scope = strings.Clone(k.scope)
-			t.buckets[k] = &nb
+			t.buckets[bucketKey{strings.Clone(b.Scope), b.Kind}] = &nb
 		}
 	}
 	if sp != nil {

@@ -230,7 +230,7 @@ func (r *Request) Validate() error {
 	switch {
 	case r.Tenant == "":
 		return errInvalid("no tenant")
-	case strings.ContainsAny(r.Tenant, "{}"):
+	case containsAnyByte(r.Tenant, "{}"):
 		return errInvalid("tenant with '{' or '}'")
 	case len(r.Buckets) > MaxBuckets:
 		return errInvalid("too many buckets")
@@ -241,11 +241,23 @@ func (r *Request) Validate() error {
 		if b.Kind.Window() == 0 || b.Limit <= 0 {
 			return errInvalid("bucket without kind or positive limit")
 		}
-		if strings.ContainsAny(b.Scope, "{}:") {
+		if containsAnyByte(b.Scope, "{}:") {
 			return errInvalid("scope with '{', '}' or ':'")
 		}
 	}
 	return nil
+}
+
+// containsAnyByte is strings.ContainsAny for ASCII chars, without the set
+// that ContainsAny builds on every call: Validate runs on every
+// reservation, once per bucket.
+func containsAnyByte(s, chars string) bool {
+	for i := 0; i < len(chars); i++ {
+		if strings.IndexByte(s, chars[i]) >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 type invalidError string
