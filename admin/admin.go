@@ -33,9 +33,8 @@ const (
 // Dimension is what usage rows are grouped by, besides time.
 type Dimension string
 
-// The dimensions. Tenant and Model come from the hourly rollups; Key and
-// User from the party rollups (by tenant, key and user, hourly and daily,
-// without the model: filtered by model, they are summed from the events).
+// The dimensions. Tenant and Model come from the rollups by tenant and
+// model; Key and User from those by tenant, key, user and model.
 const (
 	ByTenant Dimension = "tenant"
 	ByModel  Dimension = "model"

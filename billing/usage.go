@@ -134,8 +134,8 @@ func rollups(events []Event, width time.Duration) map[RollupKey]*Rollup {
 }
 
 // PartyKey identifies a row of the party rollups: one tenant's API key and
-// user in one hour or day (UTC). The admin API's "by key" and "by user"
-// queries read these rows instead of the events.
+// user, and model, in one hour or day (UTC). The admin API's "by key" and
+// "by user" queries read these rows instead of the events.
 type PartyKey struct {
 	// Start is the start of the hour or day.
 	Start    time.Time
@@ -144,20 +144,22 @@ type PartyKey struct {
 	// KeyID and UserID are 0 for none (a request signed with a JWT has no
 	// key; a key from static configuration has neither).
 	KeyID, UserID int64
+	// Model is the model asked for.
+	Model string
 }
 
-// Compare orders party keys by tenant, start, key and user: the order in
-// which every writer upserts the rows, so that replicas writing
+// Compare orders party keys by tenant, start, key, user and model: the
+// order in which every writer upserts the rows, so that replicas writing
 // concurrently do not deadlock.
 func (k PartyKey) Compare(o PartyKey) int {
 	return cmp.Or(cmp.Compare(k.TenantID, o.TenantID), strings.Compare(k.Tenant, o.Tenant),
-		k.Start.Compare(o.Start), cmp.Compare(k.KeyID, o.KeyID), cmp.Compare(k.UserID, o.UserID))
+		k.Start.Compare(o.Start), cmp.Compare(k.KeyID, o.KeyID), cmp.Compare(k.UserID, o.UserID),
+		strings.Compare(k.Model, o.Model))
 }
 
 // PartyRollups sums events into hourly rollups by tenant, API key and
-// user, keyed as the stores key them, and returns the keys in
-// PartyKey.Compare's order. The Rollups' Hour is the key's Start and Model
-// is empty.
+// user and model, keyed as the stores key them, and returns the keys in
+// PartyKey.Compare's order. The Rollups' Hour is the key's Start.
 func PartyRollups(events []Event) ([]PartyKey, map[PartyKey]*Rollup) {
 	return partyRollups(events, time.Hour)
 }
@@ -172,10 +174,11 @@ func partyRollups(events []Event, width time.Duration) ([]PartyKey, map[PartyKey
 	var keys []PartyKey
 	for i := range events {
 		e := &events[i]
-		k := PartyKey{Start: e.Time.UTC().Truncate(width), TenantID: e.TenantID, Tenant: e.Tenant, KeyID: e.KeyID, UserID: e.UserID}
+		k := PartyKey{Start: e.Time.UTC().Truncate(width), TenantID: e.TenantID, Tenant: e.Tenant,
+			KeyID: e.KeyID, UserID: e.UserID, Model: e.Model}
 		r := out[k]
 		if r == nil {
-			r = &Rollup{Hour: k.Start, TenantID: k.TenantID, Tenant: k.Tenant}
+			r = &Rollup{Hour: k.Start, TenantID: k.TenantID, Tenant: k.Tenant, Model: k.Model}
 			out[k] = r
 			keys = append(keys, k)
 		}

@@ -40,11 +40,8 @@ func (db *DB) UsageSeries(ctx context.Context, f admin.Filter, g admin.Grouping)
 var dialect = usagesql.Dialect{
 	Placeholder: func(n int) string { return fmt.Sprintf("$%d", n) },
 	Time:        func(t time.Time) any { return t },
-	Hour: func(col string) string {
-		return "date_trunc('hour', " + col + " AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-	},
-	Day: func(col string) string { return "date_trunc('day', " + col + " AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'" },
-	Sum: func(x string) string { return "COALESCE(sum(" + x + "), 0)::BIGINT" },
+	Day:         func(col string) string { return "date_trunc('day', " + col + " AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'" },
+	Sum:         func(x string) string { return "COALESCE(sum(" + x + "), 0)::BIGINT" },
 }
 
 // UsageParties implements admin.Store, from the party rollups (see

@@ -82,11 +82,13 @@ const stageTable = "usage_stage"
 // upserts list them) and the keys' types.
 var (
 	modelKeyTypes = []string{"timestamptz", "bigint", "text", "text"}
-	partyKeyTypes = []string{"timestamptz", "bigint", "text", "bigint", "bigint"}
+	partyKeyTypes = []string{"timestamptz", "bigint", "text", "bigint", "bigint", "text"}
 )
 
 func modelKey(at string) []string { return []string{at, "tenant_id", "tenant", "model"} }
-func partyKey(at string) []string { return []string{at, "tenant_id", "tenant", "key_id", "user_id"} }
+func partyKey(at string) []string {
+	return []string{at, "tenant_id", "tenant", "key_id", "user_id", "model"}
+}
 
 // rollupSelect is the select list that sums events as one rollup row,
 // after the key columns keyExprs.
@@ -119,8 +121,8 @@ func buildRollupFresh() []string {
 			`GROUP BY 1, 2, 3, 4 ORDER BY tenant_id, tenant COLLATE "C", model COLLATE "C", 1`)
 	}
 	perParty := func(table, at, expr string) string {
-		return upsert(table, partyKey(at), rollupSelect(expr, "tenant_id", "tenant", "COALESCE(key_id, 0)", "COALESCE(user_id, 0)"),
-			`GROUP BY 1, 2, 3, 4, 5 ORDER BY tenant_id, tenant COLLATE "C", 1, 4, 5`)
+		return upsert(table, partyKey(at), rollupSelect(expr, "tenant_id", "tenant", "COALESCE(key_id, 0)", "COALESCE(user_id, 0)", "model"),
+			`GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY tenant_id, tenant COLLATE "C", 1, 4, 5, model COLLATE "C"`)
 	}
 	return []string{
 		perModel("usage_hourly", "hour", hour),
@@ -274,16 +276,16 @@ func modelRollupArgs(rs map[billing.RollupKey]*billing.Rollup) []any {
 func partyRollupArgs(keys []billing.PartyKey, rs map[billing.PartyKey]*billing.Rollup) []any {
 	var (
 		at                  = make([]time.Time, 0, len(keys))
-		tenant              = make([]string, 0, len(keys))
+		tenant, model       = make([]string, 0, len(keys)), make([]string, 0, len(keys))
 		tenantID, key, user = make([]int64, 0, len(keys)), make([]int64, 0, len(keys)), make([]int64, 0, len(keys))
 		counters            = newRollupArrays(len(keys))
 	)
 	for _, k := range keys {
 		at, tenantID, tenant = append(at, k.Start), append(tenantID, k.TenantID), append(tenant, k.Tenant)
-		key, user = append(key, k.KeyID), append(user, k.UserID)
+		key, user, model = append(key, k.KeyID), append(user, k.UserID), append(model, k.Model)
 		counters.add(rs[k])
 	}
-	return counters.args(at, tenantID, tenant, key, user)
+	return counters.args(at, tenantID, tenant, key, user, model)
 }
 
 // writeStaged writes events through the staging table, skipping those

@@ -48,7 +48,6 @@ func (db *DB) UsageSeries(ctx context.Context, f admin.Filter, g admin.Grouping)
 var dialect = usagesql.Dialect{
 	Placeholder: func(int) string { return "?" },
 	Time:        func(t time.Time) any { return formatTime(t) },
-	Hour:        func(col string) string { return "substr(" + col + ", 1, 13) || ':00:00.000000Z'" },
 	Day:         func(col string) string { return "substr(" + col + ", 1, 10) || 'T00:00:00.000000Z'" },
 	Sum:         func(x string) string { return "COALESCE(sum(" + x + "), 0)" },
 }

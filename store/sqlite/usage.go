@@ -39,8 +39,8 @@ const insertEvent = `INSERT INTO usage_events (` + usageColumns + `)
 var (
 	upsertHourly      = buildUpsert("usage_hourly", "hour", "tenant_id", "tenant", "model")
 	upsertDaily       = buildUpsert("usage_daily", "day", "tenant_id", "tenant", "model")
-	upsertPartyHourly = buildUpsert("usage_party_hourly", "hour", "tenant_id", "tenant", "key_id", "user_id")
-	upsertPartyDaily  = buildUpsert("usage_party_daily", "day", "tenant_id", "tenant", "key_id", "user_id")
+	upsertPartyHourly = buildUpsert("usage_party_hourly", "hour", "tenant_id", "tenant", "key_id", "user_id", "model")
+	upsertPartyDaily  = buildUpsert("usage_party_daily", "day", "tenant_id", "tenant", "key_id", "user_id", "model")
 )
 
 // buildUpsert is the statement that adds one row of counters to the rollup
@@ -75,7 +75,7 @@ func modelRollupArgs(rs map[billing.RollupKey]*billing.Rollup) [][]any {
 func partyRollupArgs(keys []billing.PartyKey, rs map[billing.PartyKey]*billing.Rollup) [][]any {
 	out := make([][]any, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, appendCounters([]any{formatTime(k.Start), k.TenantID, k.Tenant, k.KeyID, k.UserID}, rs[k]))
+		out = append(out, appendCounters([]any{formatTime(k.Start), k.TenantID, k.Tenant, k.KeyID, k.UserID, k.Model}, rs[k]))
 	}
 	return out
 }

@@ -44,9 +44,9 @@ type Dialect struct {
 	Placeholder func(n int) string
 	// Time is a time as a query argument.
 	Time func(t time.Time) any
-	// Hour and Day are the expressions of the start of the UTC hour and
-	// day that contain the time in column col.
-	Hour, Day func(col string) string
+	// Day is the expression of the start of the UTC day that contains the
+	// time in column col.
+	Day func(col string) string
 	// Sum is the expression of the sum of the integer expression x, as an
 	// integer.
 	Sum func(x string) string
@@ -72,11 +72,10 @@ func (q *query) arg(v any) string {
 // tenant id and tenant, the Counters, the party's name and key prefix;
 // ScanParty reads them.
 //
-// Without a model filter it reads the party rollups: the whole UTC days of
-// the period from usage_party_daily and its partial days from
-// usage_party_hourly (so a period of a month is about 30 rows per key), or
-// the hourly rows alone for BucketHour. They do not keep the model: with a
-// model filter it reads the events.
+// It reads the party rollups: the whole UTC days of the period from
+// usage_party_daily and its partial days from usage_party_hourly (so a
+// period of a month is about 30 rows per key and model), or the hourly
+// rows alone for BucketHour.
 func Parties(d Dialect, f admin.Filter, by admin.Dimension, bucket admin.Bucket, limit int) (string, []any, error) {
 	var col, join, name, prefix string
 	switch by {
@@ -88,19 +87,16 @@ func Parties(d Dialect, f admin.Filter, by admin.Dimension, bucket admin.Bucket,
 		return "", nil, fmt.Errorf("%w: by %q", admin.ErrInvalid, by)
 	}
 	q := &query{d: d}
-	var src string
-	if f.Model != "" {
-		src = q.eventSource(f, col, bucket)
-	} else {
-		src = q.rollupSource(f, "usage_party_hourly", "usage_party_daily", col+" AS pid, tenant_id, tenant", bucket)
-	}
+	src := q.rollupSource(f, "usage_party_hourly", "usage_party_daily", col+" AS pid, tenant_id, tenant", bucket)
 	sums := make([]string, len(Counters))
 	for i, c := range Counters {
 		sums[i] = d.Sum(c) + " AS " + c
 	}
 	const busiest = "a.requests DESC, a.cost_micro_usd DESC, a.pid, a.tenant_id"
 	var sb strings.Builder
-	sb.WriteString("WITH src AS (" + src + ")")
+	// NOT MATERIALIZED: with a bucket, src is read twice, and materializing
+	// it (every column) cost more than reading the rows again
+	sb.WriteString("WITH src AS NOT MATERIALIZED (" + src + ")")
 	if bucket == admin.BucketNone {
 		sb.WriteString(",\na AS (SELECT pid, tenant_id, tenant, " + strings.Join(sums, ", ") + " FROM src GROUP BY pid, tenant_id, tenant)")
 		sb.WriteString("\nSELECT a.*, COALESCE(" + name + ", ''), COALESCE(" + prefix + ", '') FROM a LEFT JOIN " + join)
@@ -192,40 +188,6 @@ func spans(from, to time.Time, hours bool) []span {
 		out = append(out, span{false, daysEnd, to})
 	}
 	return out
-}
-
-// eventSource sums the events of f's period by bucket, party, and tenant,
-// with the columns of rollupSource.
-func (q *query) eventSource(f admin.Filter, col string, bucket admin.Bucket) string {
-	var sb strings.Builder
-	sb.WriteString("SELECT ")
-	group := "pid, tenant_id, tenant"
-	switch bucket {
-	case admin.BucketHour:
-		sb.WriteString(q.d.Hour("created_at") + " AS bt, ")
-		group = "bt, " + group
-	case admin.BucketDay:
-		sb.WriteString(q.d.Day("created_at") + " AS bt, ")
-		group = "bt, " + group
-	}
-	sb.WriteString("COALESCE(" + col + ", 0) AS pid, tenant_id, tenant, count(*) AS requests, ")
-	sb.WriteString("count(*) FILTER (WHERE status >= 400 OR error_code <> '') AS errors, ")
-	sb.WriteString("count(*) FILTER (WHERE stream) AS streams, count(*) FILTER (WHERE estimated) AS estimated, ")
-	sb.WriteString("count(*) FILTER (WHERE NOT priced) AS unpriced")
-	for _, c := range []string{"prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cost_micro_usd"} {
-		sb.WriteString(", " + q.d.Sum(c) + " AS " + c)
-	}
-	sb.WriteString(", " + q.d.Sum("latency_us") + " AS latency_us_sum, COALESCE(sum(ttft_us) FILTER (WHERE stream), 0) AS ttft_us_sum")
-	for i, b := range billing.LatencyBounds() {
-		fmt.Fprintf(&sb, ", count(*) FILTER (WHERE latency_us <= %d) AS %s", b.Microseconds(), Counters[firstLE+i])
-	}
-	sb.WriteString(" FROM usage_events WHERE model = " + q.arg(f.Model))
-	if !f.AllTenants {
-		sb.WriteString(" AND tenant_id = " + q.arg(f.TenantID))
-	}
-	sb.WriteString(q.during("created_at", f.From, f.To))
-	sb.WriteString(" GROUP BY " + group)
-	return sb.String()
 }
 
 // day is the width of a daily rollup.

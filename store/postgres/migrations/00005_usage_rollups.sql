@@ -3,9 +3,9 @@
 --
 --   - usage_daily: usage_hourly by UTC day (tenant and model);
 --   - usage_party_hourly, usage_party_daily: the usage of each API key and
---     user of a tenant, by hour and by day, without the model (it would
---     multiply the rows by the models each key uses; a "by key" query
---     filtered by model reads the events).
+--     user of a tenant, and model, by hour and by day (a key uses one model
+--     or a few: the model multiplies the rows by little, and a query by key
+--     filtered by model reads rollups too).
 --
 -- A period is read from the daily rows of its whole days plus the hourly
 -- rows of its partial days at either end (store/internal/usagesql); the
@@ -55,6 +55,7 @@ CREATE TABLE usage_party_hourly (
     tenant            TEXT         NOT NULL,
     key_id            BIGINT       NOT NULL, -- 0: none (a JWT, or a key from static configuration)
     user_id           BIGINT       NOT NULL, -- 0: none
+    model             TEXT         NOT NULL,
     requests          BIGINT       NOT NULL,
     errors            BIGINT       NOT NULL,
     streams           BIGINT       NOT NULL,
@@ -78,7 +79,7 @@ CREATE TABLE usage_party_hourly (
     latency_le_30s    BIGINT       NOT NULL,
     latency_le_60s    BIGINT       NOT NULL,
     latency_le_120s   BIGINT       NOT NULL,
-    PRIMARY KEY (tenant_id, hour, tenant, key_id, user_id)
+    PRIMARY KEY (tenant_id, hour, tenant, key_id, user_id, model)
 );
 
 CREATE INDEX usage_party_hourly_hour ON usage_party_hourly (hour);
@@ -89,6 +90,7 @@ CREATE TABLE usage_party_daily (
     tenant            TEXT         NOT NULL,
     key_id            BIGINT       NOT NULL, -- 0: none (a JWT, or a key from static configuration)
     user_id           BIGINT       NOT NULL, -- 0: none
+    model             TEXT         NOT NULL,
     requests          BIGINT       NOT NULL,
     errors            BIGINT       NOT NULL,
     streams           BIGINT       NOT NULL,
@@ -112,7 +114,7 @@ CREATE TABLE usage_party_daily (
     latency_le_30s    BIGINT       NOT NULL,
     latency_le_60s    BIGINT       NOT NULL,
     latency_le_120s   BIGINT       NOT NULL,
-    PRIMARY KEY (tenant_id, day, tenant, key_id, user_id)
+    PRIMARY KEY (tenant_id, day, tenant, key_id, user_id, model)
 );
 
 CREATE INDEX usage_party_daily_day ON usage_party_daily (day);
@@ -170,7 +172,7 @@ FROM usage_hourly GROUP BY 1, 2, 3, 4;
 
 -- Fill the party rollups from the events still kept (older usage has no
 -- party rollups: its events are gone).
-INSERT INTO usage_party_hourly (hour, tenant_id, tenant, key_id, user_id,
+INSERT INTO usage_party_hourly (hour, tenant_id, tenant, key_id, user_id, model,
     requests,
     errors,
     streams,
@@ -194,7 +196,7 @@ INSERT INTO usage_party_hourly (hour, tenant_id, tenant, key_id, user_id,
     latency_le_30s,
     latency_le_60s,
     latency_le_120s)
-SELECT date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', tenant_id, tenant, COALESCE(key_id, 0), COALESCE(user_id, 0),
+SELECT date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', tenant_id, tenant, COALESCE(key_id, 0), COALESCE(user_id, 0), model,
     count(*),
     count(*) FILTER (WHERE status >= 400 OR error_code <> ''),
     count(*) FILTER (WHERE stream),
@@ -218,9 +220,9 @@ SELECT date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', ten
     count(*) FILTER (WHERE latency_us <= 30000000),
     count(*) FILTER (WHERE latency_us <= 60000000),
     count(*) FILTER (WHERE latency_us <= 120000000)
-FROM usage_events GROUP BY 1, 2, 3, 4, 5;
+FROM usage_events GROUP BY 1, 2, 3, 4, 5, 6;
 
-INSERT INTO usage_party_daily (day, tenant_id, tenant, key_id, user_id,
+INSERT INTO usage_party_daily (day, tenant_id, tenant, key_id, user_id, model,
     requests,
     errors,
     streams,
@@ -244,7 +246,7 @@ INSERT INTO usage_party_daily (day, tenant_id, tenant, key_id, user_id,
     latency_le_30s,
     latency_le_60s,
     latency_le_120s)
-SELECT date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', tenant_id, tenant, key_id, user_id,
+SELECT date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', tenant_id, tenant, key_id, user_id, model,
     sum(requests),
     sum(errors),
     sum(streams),
@@ -268,7 +270,7 @@ SELECT date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', tenant_id,
     sum(latency_le_30s),
     sum(latency_le_60s),
     sum(latency_le_120s)
-FROM usage_party_hourly GROUP BY 1, 2, 3, 4, 5;
+FROM usage_party_hourly GROUP BY 1, 2, 3, 4, 5, 6;
 
 -- +goose Down
 DROP TABLE usage_party_daily;
