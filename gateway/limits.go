@@ -29,12 +29,12 @@ type LimiterOptions struct {
 	DefaultMaxTokens int64
 }
 
-// Limiter applies tenants' rate limits and budgets to chat requests: it
-// estimates each request's tokens and cost, reserves them with its
-// backend before the request goes upstream, answers the x-ratelimit-*
-// headers, and settles with the real usage. Build it with NewLimiter and
-// pass it as Options.Limiter; a nil *Limiter limits nothing. Safe for
-// concurrent use.
+// Limiter applies tenants' rate limits and budgets, and API keys' own
+// rate limits, to chat and embeddings requests: it estimates each
+// request's tokens and cost, reserves them with its backend before the
+// request goes upstream, answers the x-ratelimit-* headers, and settles
+// with the real usage. Build it with NewLimiter and pass it as
+// Options.Limiter; a nil *Limiter limits nothing. Safe for concurrent use.
 type Limiter struct {
 	backend    ratelimit.Limiter
 	prices     *billing.Prices
@@ -95,17 +95,19 @@ func estimatePromptTokens(n int) int64 {
 	return (int64(n)*promptTokensPerKB+999)/1000 + promptOverhead
 }
 
-// reserve applies the tenant's rate limits and budget before the request
-// goes upstream; it sets the x-ratelimit-* headers and returns a
-// rate-limit error when a bucket ran out.
+// reserve applies the tenant's rate limits and budget, and the API key's
+// own rate limits, before the request goes upstream, in one reservation:
+// the request must pass every bucket. It sets the x-ratelimit-* headers
+// and returns a rate-limit error when a bucket ran out.
 func (s *Server) reserve(rc *fasthttp.RequestCtx, st *reqState) error {
 	l := s.limiter
 	p := st.principal
-	if l == nil || p == nil || p.Policy == nil {
+	if l == nil || p == nil {
 		return nil
 	}
-	pol := p.Policy
-	if pol.RequestsPerMinute <= 0 && pol.RequestsPerHour <= 0 && pol.TokensPerMinute <= 0 && pol.MonthlyBudget <= 0 {
+	pol, key := p.Policy, p.KeyLimits
+	if key == nil && (pol == nil ||
+		pol.RequestsPerMinute <= 0 && pol.RequestsPerHour <= 0 && pol.TokensPerMinute <= 0 && pol.MonthlyBudget <= 0) {
 		return nil
 	}
 	ls := &st.lim
@@ -116,23 +118,18 @@ func (s *Server) reserve(rc *fasthttp.RequestCtx, st *reqState) error {
 	} else { // a key from static config: the tenant's name, without the braces of Redis hash tags
 		req.Tenant = "name:" + noBraces.Replace(p.Tenant)
 	}
-	// The tenant's buckets. A key with limits of its own would add
-	// buckets with Scope "k<KeyID>" here.
-	if pol.RequestsPerMinute > 0 {
-		req.Buckets = append(req.Buckets, ratelimit.Bucket{Kind: ratelimit.RequestsPerMinute, Limit: pol.RequestsPerMinute})
+	if pol != nil { // the tenant's buckets
+		req.Buckets = appendBuckets(req.Buckets, "", pol.RequestsPerMinute, pol.RequestsPerHour, pol.TokensPerMinute)
 	}
-	if pol.RequestsPerHour > 0 {
-		req.Buckets = append(req.Buckets, ratelimit.Bucket{Kind: ratelimit.RequestsPerHour, Limit: pol.RequestsPerHour})
-	}
-	if pol.TokensPerMinute > 0 {
-		req.Buckets = append(req.Buckets, ratelimit.Bucket{Kind: ratelimit.TokensPerMinute, Limit: pol.TokensPerMinute})
+	if key != nil { // the key's own, in its scope ("k<id>", built with the principal)
+		req.Buckets = appendBuckets(req.Buckets, key.Scope, key.RequestsPerMinute, key.RequestsPerHour, key.TokensPerMinute)
 	}
 	promptBytes := st.chat.promptBytes
 	completion := st.chat.maxTokens
 	if st.route == routeEmbeddings {
 		completion = 0 // an embedding generates no tokens
 	} else {
-		if pol.SystemPrompt != "" {
+		if pol != nil && pol.SystemPrompt != "" {
 			promptBytes += len(pol.SystemPrompt) + systemMessageBytes
 		}
 		if completion <= 0 {
@@ -141,7 +138,7 @@ func (s *Server) reserve(rc *fasthttp.RequestCtx, st *reqState) error {
 	}
 	prompt := estimatePromptTokens(promptBytes)
 	req.Tokens = prompt + completion
-	if pol.MonthlyBudget > 0 {
+	if pol != nil && pol.MonthlyBudget > 0 {
 		req.Budget = pol.MonthlyBudget
 		ls.price = s.priceOf(st.model)
 		req.Cost = ls.price.Cost(providers.Usage{PromptTokens: prompt, CompletionTokens: completion})
@@ -161,6 +158,23 @@ func (s *Server) reserve(rc *fasthttp.RequestCtx, st *reqState) error {
 		return nil
 	}
 	return refusal(rc, req, res)
+}
+
+// appendBuckets appends to bs a bucket in scope for each limit that is set
+// (> 0): requests per minute, requests per hour, tokens per minute. It
+// allocates nothing while bs has room (limitState's array holds
+// ratelimit.MaxBuckets: the tenant's three and a key's three fit).
+func appendBuckets(bs []ratelimit.Bucket, scope string, rpm, rph, tpm int64) []ratelimit.Bucket {
+	for _, b := range [...]ratelimit.Bucket{
+		{Scope: scope, Kind: ratelimit.RequestsPerMinute, Limit: rpm},
+		{Scope: scope, Kind: ratelimit.RequestsPerHour, Limit: rph},
+		{Scope: scope, Kind: ratelimit.TokensPerMinute, Limit: tpm},
+	} {
+		if b.Limit > 0 {
+			bs = append(bs, b)
+		}
+	}
+	return bs
 }
 
 // noBraces keeps tenant names out of Redis hash-tag syntax. Immutable.
@@ -346,7 +360,7 @@ func refusal(rc *fasthttp.RequestCtx, req *ratelimit.Request, res *ratelimit.Res
 	msg := make([]byte, 0, 200)
 	if res.TooLarge {
 		msg = append(msg, "Request too large for "...)
-		msg = append(msg, b.Kind.Describe()...)
+		msg = appendBucketName(msg, b)
 		msg = append(msg, ": Limit "...)
 		msg = strconv.AppendInt(msg, s.Limit, 10)
 		msg = append(msg, ", Requested "...)
@@ -362,7 +376,7 @@ func refusal(rc *fasthttp.RequestCtx, req *ratelimit.Request, res *ratelimit.Res
 	var buf [20]byte
 	rc.Response.Header.SetBytesV(hRetryAfterMs, strconv.AppendInt(buf[:0], int64((retry+time.Millisecond-1)/time.Millisecond), 10))
 	msg = append(msg, "Rate limit reached for "...)
-	msg = append(msg, b.Kind.Describe()...)
+	msg = appendBucketName(msg, b)
 	msg = append(msg, ": Limit "...)
 	msg = strconv.AppendInt(msg, s.Limit, 10)
 	msg = append(msg, ", Remaining "...)
@@ -373,4 +387,14 @@ func refusal(rc *fasthttp.RequestCtx, req *ratelimit.Request, res *ratelimit.Res
 	msg = appendDuration(msg, retry)
 	msg = append(msg, '.')
 	return &limitError{kind: kind, retry: retry, msg: string(msg)}
+}
+
+// appendBucketName appends what b limits, as refusals name it: "requests
+// per minute (RPM)" for the tenant's bucket, "this API key's requests per
+// minute (RPM)" for the key's own.
+func appendBucketName(msg []byte, b ratelimit.Bucket) []byte {
+	if b.Scope != "" {
+		msg = append(msg, "this API key's "...)
+	}
+	return append(msg, b.Kind.Describe()...)
 }

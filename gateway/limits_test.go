@@ -394,7 +394,8 @@ func TestLimitStreams(t *testing.T) {
 }
 
 // BenchmarkChatCompletionLimits is BenchmarkChatCompletion with every limit
-// on (three buckets and a budget), in process and on Redis:
+// on (three buckets and a budget), in process and on Redis, and with an API
+// key's own three buckets on top ("+key"):
 // go test -bench ChatCompletion -benchmem ./gateway
 func BenchmarkChatCompletionLimits(b *testing.B) {
 	pol := &tenancy.Policy{RequestsPerMinute: 1 << 40, RequestsPerHour: 1 << 40, TokensPerMinute: 1 << 40, MonthlyBudget: 1 << 50}
@@ -409,15 +410,20 @@ func BenchmarkChatCompletionLimits(b *testing.B) {
 			return l
 		},
 	}
-	for _, name := range []string{"local", "redis"} {
-		b.Run(name, func(b *testing.B) {
+	keyLimits := &tenancy.KeyLimits{RateLimits: tenancy.RateLimits{RequestsPerMinute: 1 << 40, RequestsPerHour: 1 << 40,
+		TokensPerMinute: 1 << 40}, Scope: "k5"}
+	for _, bc := range []struct {
+		name, backend string
+		key           *tenancy.KeyLimits
+	}{{"local", "local", nil}, {"local+key", "local", keyLimits}, {"redis", "redis", nil}, {"redis+key", "redis", keyLimits}} {
+		b.Run(bc.name, func(b *testing.B) {
 			s := benchServer(b, &static{answer: answerJSON})
-			lim, err := NewLimiter(LimiterOptions{Backend: backends[name](b)})
+			lim, err := NewLimiter(LimiterOptions{Backend: backends[bc.backend](b)})
 			if err != nil {
 				b.Fatal(err)
 			}
 			s.limiter = lim
-			s.keys = newSwapKeys(77, pol)
+			s.keys = keyring{testKey: {Tenant: "t1", TenantID: 77, KeyID: 5, Role: tenancy.RoleMember, Policy: pol, KeyLimits: bc.key}}
 			run := handlerLoop(b, s, benchBody)
 			b.ReportAllocs()
 			cpu := cpuTime()
@@ -432,10 +438,22 @@ func BenchmarkChatCompletionLimits(b *testing.B) {
 // TestChatCompletionLimitsAllocs pins what in-process limits add to the
 // hot path's allocations: at most the tenant id's string.
 func TestChatCompletionLimitsAllocs(t *testing.T) {
+	base, allocs := limitAllocs(t, newSwapKeys(123456, &tenancy.Policy{RequestsPerMinute: 1 << 40, RequestsPerHour: 1 << 40,
+		TokensPerMinute: 1 << 40, MonthlyBudget: 1 << 50}))
+	t.Logf("allocations per request: %.1f without limits, %.1f with three buckets and a budget", base, allocs)
+	if allocs > base+1 {
+		t.Errorf("limits add %.1f allocations per request, want at most 1", allocs-base)
+	}
+}
+
+// limitAllocs returns the allocations of one non-streamed request without
+// a limiter, and with an in-process one, testKey resolving through keys.
+func limitAllocs(t *testing.T, keys tenancy.KeyResolver) (base, allocs float64) {
+	t.Helper()
 	off := benchServer(t, &static{answer: answerJSON})
 	runOff := handlerLoop(t, off, benchBody)
 	runOff()
-	base := testing.AllocsPerRun(200, runOff)
+	base = testing.AllocsPerRun(200, runOff)
 
 	on := benchServer(t, &static{answer: answerJSON})
 	lim, err := NewLimiter(LimiterOptions{Backend: ratelimit.NewLocal(ratelimit.LocalOptions{})})
@@ -443,35 +461,12 @@ func TestChatCompletionLimitsAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	on.limiter = lim
-	on.keys = newSwapKeys(123456, &tenancy.Policy{RequestsPerMinute: 1 << 40, RequestsPerHour: 1 << 40, TokensPerMinute: 1 << 40, MonthlyBudget: 1 << 50})
+	on.keys = keys
 	runOn := handlerLoop(t, on, benchBody)
 	runOn()
-	allocs := testing.AllocsPerRun(200, runOn)
-	t.Logf("allocations per request: %.1f without limits, %.1f with three buckets and a budget", base, allocs)
-	if allocs > base+1 {
-		t.Errorf("limits add %.1f allocations per request, want at most 1", allocs-base)
-	}
+	return base, testing.AllocsPerRun(200, runOn)
 }
 
-// BenchmarkLocalLimiter is the in-process limiter alone: one reservation
-// and one settlement with three buckets and a budget.
-func BenchmarkLocalLimiter(b *testing.B) {
-	l := ratelimit.NewLocal(ratelimit.LocalOptions{})
-	req := ratelimit.Request{Tenant: "bench", TenantID: 1, Buckets: []ratelimit.Bucket{
-		{Kind: ratelimit.RequestsPerMinute, Limit: 1 << 40}, {Kind: ratelimit.RequestsPerHour, Limit: 1 << 40},
-		{Kind: ratelimit.TokensPerMinute, Limit: 1 << 40}}, Tokens: 1200, Budget: 1 << 50, Cost: 700}
-	var res ratelimit.Result
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := l.Reserve(ctx, &req, &res); err != nil || !res.Allowed {
-			b.Fatal(err)
-		}
-		_ = l.Settle(ctx, &req, &res, ratelimit.Used{Tokens: 900, Cost: 500})
-	}
-}
-
-// cpuTime is the process' user + system CPU time.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)

@@ -38,8 +38,10 @@ type Platform interface {
 	ListAllUsers(ctx context.Context, limit, offset int) ([]*tenancy.User, int, error)
 	UpdateUser(ctx context.Context, tenantID, id int64, upd tenancy.UserUpdate) (*tenancy.User, error)
 
-	CreateKey(ctx context.Context, tenantID, userID int64, name string, expiresAt *time.Time) (*tenancy.APIKey, string, error)
+	CreateKeyWithLimits(ctx context.Context, tenantID, userID int64, name string, expiresAt *time.Time, limits tenancy.RateLimits) (*tenancy.APIKey, string, error)
+	GetKey(ctx context.Context, tenantID, keyID int64) (*tenancy.APIKey, error)
 	ListKeys(ctx context.Context, tenantID int64, limit, offset int) ([]*tenancy.APIKey, int, error)
+	UpdateKey(ctx context.Context, tenantID, keyID int64, upd tenancy.KeyUpdate) (*tenancy.APIKey, error)
 	RevokeKey(ctx context.Context, tenantID, keyID int64) error
 }
 
@@ -61,6 +63,8 @@ func (s *Server) platformRoutes(r *router.Router) {
 
 	r.GET("/api/v1/keys", s.v1api("keys", s.listKeys, true))
 	r.POST("/api/v1/keys", s.v1api("keys", s.createKey, true))
+	r.GET("/api/v1/keys/{id}", s.v1api("keys", s.getKey, true))
+	r.PATCH("/api/v1/keys/{id}", s.v1api("keys", s.updateKey, true))
 	r.DELETE("/api/v1/keys/{id}", s.v1api("keys", s.revokeKey, true))
 
 	r.GET("/api/v1/admin/users", s.v1api("users", s.listUsers, true))
@@ -337,11 +341,13 @@ func (s *Server) targetTenant(p *tenancy.Principal, name string) (int64, error) 
 }
 
 // createKey serves POST /api/v1/keys. Members get keys for themselves.
+// The key's own rate limits are optional (0 or absent: none).
 func (s *Server) createKey(rc *fasthttp.RequestCtx, st *reqState) error {
 	var in struct {
 		Name      string     `json:"name"`
 		ExpiresAt *time.Time `json:"expires_at"`
 		Tenant    string     `json:"tenant"`
+		tenancy.RateLimits
 	}
 	if err := decodeJSON(rc, &in); err != nil {
 		return err
@@ -355,7 +361,7 @@ func (s *Server) createKey(rc *fasthttp.RequestCtx, st *reqState) error {
 	if tenantID != p.TenantID {
 		userID = 0 // a platform admin's key for another tenant acts as a member there
 	}
-	k, secret, err := s.platform.CreateKey(s.ctx, tenantID, userID, in.Name, in.ExpiresAt)
+	k, secret, err := s.platform.CreateKeyWithLimits(s.ctx, tenantID, userID, in.Name, in.ExpiresAt, in.RateLimits)
 	if err != nil {
 		return err
 	}
@@ -398,31 +404,66 @@ func (s *Server) listKeys(rc *fasthttp.RequestCtx, st *reqState) error {
 	return writeList(rc, keys, total, limit, offset)
 }
 
-// revokeKey serves DELETE /api/v1/keys/{id}.
-func (s *Server) revokeKey(rc *fasthttp.RequestCtx, st *reqState) error {
+// keyInScope finds key {id} of the caller's tenant (or, for platform
+// admins, of ?tenant=NAME); a member sees only the keys issued to them.
+// Anything else is 404.
+func (s *Server) keyInScope(rc *fasthttp.RequestCtx, p *tenancy.Principal) (*tenancy.APIKey, error) {
 	id, err := idParam(rc)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p := st.principal
 	tenantID, err := s.targetTenant(p, string(rc.QueryArgs().Peek("tenant")))
+	if err != nil {
+		return nil, err
+	}
+	k, err := s.platform.GetKey(s.ctx, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Role.AtLeast(tenancy.RoleTenantAdmin) && (p.UserID == 0 || k.UserID != p.UserID) {
+		return nil, fmt.Errorf("%w: no key %d", tenancy.ErrNotFound, id)
+	}
+	return k, nil
+}
+
+// getKey serves GET /api/v1/keys/{id}.
+func (s *Server) getKey(rc *fasthttp.RequestCtx, st *reqState) error {
+	k, err := s.keyInScope(rc, st.principal)
 	if err != nil {
 		return err
 	}
-	if !p.Role.AtLeast(tenancy.RoleTenantAdmin) {
-		keys, _, err := s.platform.ListKeys(s.ctx, tenantID, 1000, 0)
-		if err != nil {
-			return err
-		}
-		own := false
-		for _, k := range keys {
-			own = own || (k.ID == id && p.UserID != 0 && k.UserID == p.UserID)
-		}
-		if !own {
-			return fmt.Errorf("%w: no key %d", tenancy.ErrNotFound, id)
-		}
+	return writeJSON(rc, 200, k)
+}
+
+// updateKey serves PATCH /api/v1/keys/{id} (tenant admins, platform
+// admins): the key's name and own rate limits. Every replica applies the
+// new limits from the key's next request (the key cache is invalidated).
+func (s *Server) updateKey(rc *fasthttp.RequestCtx, st *reqState) error {
+	p := st.principal
+	if err := requireRole(p, tenancy.RoleTenantAdmin); err != nil {
+		return err
 	}
-	if err := s.platform.RevokeKey(s.ctx, tenantID, id); err != nil {
+	k, err := s.keyInScope(rc, p)
+	if err != nil {
+		return err
+	}
+	var in tenancy.KeyUpdate
+	if err := decodeJSON(rc, &in); err != nil {
+		return err
+	}
+	if k, err = s.platform.UpdateKey(s.ctx, k.TenantID, k.ID, in); err != nil {
+		return err
+	}
+	return writeJSON(rc, 200, k)
+}
+
+// revokeKey serves DELETE /api/v1/keys/{id}.
+func (s *Server) revokeKey(rc *fasthttp.RequestCtx, st *reqState) error {
+	k, err := s.keyInScope(rc, st.principal)
+	if err != nil {
+		return err
+	}
+	if err := s.platform.RevokeKey(s.ctx, k.TenantID, k.ID); err != nil {
 		return err
 	}
 	rc.SetStatusCode(fasthttp.StatusNoContent)

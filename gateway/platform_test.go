@@ -39,6 +39,12 @@ var cheapArgon = tenancy.Argon2Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 
 
 func newPlatformEnv(t *testing.T) *platformEnv {
 	t.Helper()
+	return newPlatformEnvWith(t, nil)
+}
+
+// newPlatformEnvWith is newPlatformEnv with rate limits applied by lim.
+func newPlatformEnvWith(t *testing.T, lim *Limiter) *platformEnv {
+	t.Helper()
 	ctx := t.Context()
 	_, cache, svc := tenancyStack(t, t.TempDir(), tenancy.BootstrapConfig{AdminPassword: "admin-password-1"})
 	router, err := providers.NewRouter(providers.Config{Models: []providers.ModelConfig{
@@ -48,7 +54,7 @@ func newPlatformEnv(t *testing.T) *platformEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Options{Config: Config{Addr: "127.0.0.1:0"}, Router: router, Keys: cache, Platform: svc})
+	s, err := New(Options{Config: Config{Addr: "127.0.0.1:0"}, Router: router, Keys: cache, Platform: svc, Limiter: lim})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +159,11 @@ func TestIsolationMatrix(t *testing.T) {
 				{"POST", "/api/v1/keys", `{"name":"x","tenant":"beta"}`, []int{404}},
 				{"DELETE", fmt.Sprintf("/api/v1/keys/%d", b.keyID), "", []int{404}},
 				{"DELETE", fmt.Sprintf("/api/v1/keys/%d?tenant=beta", b.keyID), "", []int{404}},
+				{"GET", fmt.Sprintf("/api/v1/keys/%d", b.keyID), "", []int{404}},
+				{"GET", fmt.Sprintf("/api/v1/keys/%d?tenant=beta", b.keyID), "", []int{404}},
+				// a member may change no key's limits (403); a tenant admin cannot find beta's (404)
+				{"PATCH", fmt.Sprintf("/api/v1/keys/%d", b.keyID), `{"requests_per_minute":1}`, []int{forAdmin(c.admin, 404, 403)}},
+				{"PATCH", fmt.Sprintf("/api/v1/keys/%d?tenant=beta", b.keyID), `{"requests_per_minute":1}`, []int{forAdmin(c.admin, 404, 403)}},
 				{"GET", fmt.Sprintf("/api/v1/admin/users/%d", b.memberID), "", []int{404, 403}},
 				{"PUT", fmt.Sprintf("/api/v1/admin/users/%d", b.memberID), `{"disabled":true}`, []int{404, 403}},
 				{"GET", "/api/v1/admin/users?tenant=beta", "", []int{404, 403}},
@@ -208,6 +219,17 @@ func TestIsolationMatrix(t *testing.T) {
 	if tn.DisplayName == "pwned" || tn.Disabled {
 		t.Errorf("beta was changed: %+v", tn)
 	}
+	if k, _ := e.svc.GetKey(t.Context(), b.tenant.ID, b.keyID); k == nil || !k.RateLimits.IsZero() || k.Revoked {
+		t.Errorf("beta's key was changed: %+v", k)
+	}
+}
+
+// forAdmin returns admin when the caller is an admin, else other.
+func forAdmin(isAdmin bool, admin, other int) int {
+	if isAdmin {
+		return admin
+	}
+	return other
 }
 
 func TestPlatformAdmin(t *testing.T) {
