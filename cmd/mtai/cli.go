@@ -106,15 +106,19 @@ func tenantCmd(ctx context.Context, args []string, getenv func(string) string, o
 	return fmt.Errorf("unknown tenant command %q (create, list)", args[0])
 }
 
-// keyCmd: mtai key create --tenant NAME [--name N] [--expires 720h]
+// keyCmd: mtai key create --tenant NAME [--name N] [--expires 720h] [--rpm N] [--rph N] [--tpm N]
 func keyCmd(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	if len(args) == 0 || args[0] != "create" {
-		return fmt.Errorf("usage: mtai key create --tenant NAME [--name LABEL] [--expires DURATION]")
+		return fmt.Errorf("usage: mtai key create --tenant NAME [--name LABEL] [--expires DURATION] [--rpm N] [--rph N] [--tpm N]")
 	}
 	fs := flag.NewFlagSet("key create", flag.ContinueOnError)
 	tenant := fs.String("tenant", "", "tenant name (required)")
 	name := fs.String("name", "cli", "label of the key")
 	expires := fs.Duration("expires", 0, "lifetime, e.g. 720h (0: never expires)")
+	var limits tenancy.RateLimits
+	fs.Int64Var(&limits.RequestsPerMinute, "rpm", 0, "the key's own requests per minute, on top of the tenant's (0: no limit)")
+	fs.Int64Var(&limits.RequestsPerHour, "rph", 0, "the key's own requests per hour (0: no limit)")
+	fs.Int64Var(&limits.TokensPerMinute, "tpm", 0, "the key's own tokens per minute (0: no limit)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -131,11 +135,15 @@ func keyCmd(ctx context.Context, args []string, getenv func(string) string, out 
 			e := time.Now().Add(*expires).UTC()
 			exp = &e
 		}
-		k, secret, err := a.tenancy.CreateKey(ctx, t.ID, 0, *name, exp)
+		k, secret, err := a.tenancy.CreateKeyWithLimits(ctx, t.ID, 0, *name, exp, limits)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "API key for tenant %s (id %d, shown this once):\n%s\n", t.Name, k.ID, secret)
+		if !k.RateLimits.IsZero() {
+			fmt.Fprintf(out, "its own limits (0: none): requests_per_minute %d, requests_per_hour %d, tokens_per_minute %d\n",
+				k.RequestsPerMinute, k.RequestsPerHour, k.TokensPerMinute)
+		}
 		return nil
 	})
 }

@@ -238,6 +238,16 @@ func TestCLI(t *testing.T) {
 	if !strings.Contains(out.String(), "sk-mtai-") {
 		t.Errorf("key create printed:\n%s", out.String())
 	}
+	out.Reset()
+	if err := run(ctx, []string{"key", "create", "--tenant", "acme", "--name", "batch", "--rpm", "30", "--tpm", "5000"}, vars, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "requests_per_minute 30, requests_per_hour 0, tokens_per_minute 5000") {
+		t.Errorf("key create with limits printed:\n%s", out.String())
+	}
+	if err := run(ctx, []string{"key", "create", "--tenant", "acme", "--rpm", "-1"}, vars, &out, io.Discard); err == nil {
+		t.Error("a key with a negative limit was created")
+	}
 	if err := run(ctx, []string{"key", "create", "--tenant", "nope"}, vars, &out, io.Discard); err == nil {
 		t.Error("key for an unknown tenant was created")
 	}
