@@ -141,8 +141,10 @@ func refusedWithin(t *testing.T, r *replica, secret string, d time.Duration) tim
 	}
 }
 
-func TestRevokeReachesOtherReplicas(t *testing.T) {
-	t.Parallel()
+// twoReplicas returns two replicas over one new database and one bus
+// channel, and a tenant "acme" created through the first.
+func twoReplicas(t *testing.T) (a, b *replica, tn *tenancy.Tenant) {
+	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "mtai.db"))
 	if err != nil {
@@ -153,14 +155,18 @@ func TestRevokeReachesOtherReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := channel()
-	a := newReplica(t, db, ch)
-	b := newReplica(t, db, ch)
-
+	a, b = newReplica(t, db, ch), newReplica(t, db, ch)
 	name := "acme"
-	tn, err := a.svc.CreateTenant(ctx, tenancy.TenantUpdate{Name: &name})
-	if err != nil {
+	if tn, err = a.svc.CreateTenant(ctx, tenancy.TenantUpdate{Name: &name}); err != nil {
 		t.Fatal(err)
 	}
+	return a, b, tn
+}
+
+func TestRevokeReachesOtherReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a, b, tn := twoReplicas(t)
 	k1, s1, err := a.svc.CreateKey(ctx, tn.ID, 0, "one", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -197,22 +203,7 @@ func TestRevokeReachesOtherReplicas(t *testing.T) {
 func TestKeyLimitsReachOtherReplicas(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "mtai.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ch := channel()
-	a := newReplica(t, db, ch)
-	b := newReplica(t, db, ch)
-	name := "acme"
-	tn, err := a.svc.CreateTenant(ctx, tenancy.TenantUpdate{Name: &name})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, tn := twoReplicas(t)
 	k, secret, err := a.svc.CreateKeyWithLimits(ctx, tn.ID, 0, "limited", nil, tenancy.RateLimits{RequestsPerMinute: 5})
 	if err != nil {
 		t.Fatal(err)

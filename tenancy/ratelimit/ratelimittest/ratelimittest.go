@@ -166,6 +166,27 @@ func (e *env) want(step string, res ratelimit.Result, allowed bool, denied int, 
 	}
 }
 
+// hammer has 64 goroutines reserve 8 times each at once: goroutine g
+// reserves its own copy of req(g) and hands each decision to seen(g, res),
+// which must be safe for concurrent use.
+func (e *env) hammer(req func(g int) ratelimit.Request, seen func(g int, res *ratelimit.Result)) {
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Go(func() {
+			r := req(g)
+			for range 8 {
+				var res ratelimit.Result
+				if err := e.lim.Reserve(e.ctx, &r, &res); err != nil {
+					e.t.Error(err)
+					return
+				}
+				seen(g, &res)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 func st(limit, remaining int64, reset time.Duration) ratelimit.State {
 	return ratelimit.State{Limit: limit, Remaining: remaining, Reset: reset}
 }
@@ -413,24 +434,13 @@ var cases = []struct {
 		// tenant admits exactly 50, neither key more than 30.
 		ten := tenant()
 		var admitted [2]atomic.Int64
-		var wg sync.WaitGroup
-		for g := range 64 {
-			wg.Go(func() {
-				k := g % 2
-				r := ratelimit.Request{Tenant: ten, Buckets: []ratelimit.Bucket{rpm(50), keyBucket(fmt.Sprint("k", k), rpm(30))}}
-				for range 8 {
-					var res ratelimit.Result
-					if err := e.lim.Reserve(e.ctx, &r, &res); err != nil {
-						e.t.Error(err)
-						return
-					}
-					if res.Allowed {
-						admitted[k].Add(1)
-					}
-				}
-			})
-		}
-		wg.Wait()
+		e.hammer(func(g int) ratelimit.Request {
+			return ratelimit.Request{Tenant: ten, Buckets: []ratelimit.Bucket{rpm(50), keyBucket(fmt.Sprint("k", g%2), rpm(30))}}
+		}, func(g int, res *ratelimit.Result) {
+			if res.Allowed {
+				admitted[g%2].Add(1)
+			}
+		})
 		a, b := admitted[0].Load(), admitted[1].Load()
 		if a+b != 50 || a > 30 || b > 30 {
 			e.t.Errorf("admitted %d + %d of 512; want 50 in all, at most 30 per key", a, b)
@@ -540,28 +550,15 @@ var cases = []struct {
 		}
 	}},
 	{"Concurrent", func(e *env) {
-		ten := tenant()
-		req := ratelimit.Request{Tenant: ten, Buckets: []ratelimit.Bucket{rpm(100), tpm(1_000_000)}, Tokens: 10, Budget: 500, Cost: 3}
+		req := ratelimit.Request{Tenant: tenant(), Buckets: []ratelimit.Bucket{rpm(100), tpm(1_000_000)}, Tokens: 10, Budget: 500, Cost: 3}
 		var allowed, overBudget atomic.Int64
-		var wg sync.WaitGroup
-		for range 64 {
-			wg.Go(func() {
-				r := req // each goroutine its own Request
-				for range 8 {
-					var res ratelimit.Result
-					if err := e.lim.Reserve(e.ctx, &r, &res); err != nil {
-						e.t.Error(err)
-						return
-					}
-					if res.Allowed {
-						allowed.Add(1)
-					} else if res.OverBudget {
-						overBudget.Add(1)
-					}
-				}
-			})
-		}
-		wg.Wait()
+		e.hammer(func(int) ratelimit.Request { return req }, func(_ int, res *ratelimit.Result) {
+			if res.Allowed {
+				allowed.Add(1)
+			} else if res.OverBudget {
+				overBudget.Add(1)
+			}
+		})
 		if allowed.Load() != 100 {
 			e.t.Errorf("%d of 512 admitted with 100 requests per minute; want exactly 100", allowed.Load())
 		}
@@ -571,22 +568,11 @@ var cases = []struct {
 		// Now the budget binds: 166·3 = 498 ≤ 500 < 501.
 		req2 := ratelimit.Request{Tenant: tenant(), Budget: 500, Cost: 3}
 		allowed.Store(0)
-		for range 64 {
-			wg.Go(func() {
-				r := req2
-				for range 8 {
-					var res ratelimit.Result
-					if err := e.lim.Reserve(e.ctx, &r, &res); err != nil {
-						e.t.Error(err)
-						return
-					}
-					if res.Allowed {
-						allowed.Add(1)
-					}
-				}
-			})
-		}
-		wg.Wait()
+		e.hammer(func(int) ratelimit.Request { return req2 }, func(_ int, res *ratelimit.Result) {
+			if res.Allowed {
+				allowed.Add(1)
+			}
+		})
 		if allowed.Load() != 166 {
 			e.t.Errorf("%d admitted with a budget of 166 requests; want exactly 166", allowed.Load())
 		}
