@@ -37,6 +37,8 @@ func TestLoadConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"MTAI_BOOTSTRAP_API_KEY": "short"}, "MTAI_BOOTSTRAP_API_KEY"},
 		{map[string]string{"MTAI_JWT_SECRET": "short"}, "MTAI_JWT_SECRET"},
 		{map[string]string{"MTAI_CONFIG": "/nonexistent.yaml"}, "MTAI_CONFIG"},
+		{map[string]string{"MTAI_USAGE_RETENTION": "a month"}, "MTAI_USAGE_RETENTION"},
+		{map[string]string{"MTAI_USAGE_ROLLUP_RETENTION": "-1h"}, "MTAI_USAGE_ROLLUP_RETENTION"},
 	}
 	for _, c := range cases {
 		_, err := LoadConfig(env(c.env))
