@@ -55,11 +55,7 @@ func (s *Server) messages(rc *fasthttp.RequestCtx, st *reqState) error {
 	st.principal = p
 	body, err := anthropic.ToOpenAIRequest(rc.PostBody())
 	if err != nil {
-		var re *anthropic.RequestError
-		if errors.As(err, &re) {
-			return invalid(re.Param, re.Message)
-		}
-		return err
+		return anthropicRequestError(err)
 	}
 	// From here on, as for chat completions: the tenant's policy (default
 	// model, allowed models, system prompt), limits and budget.
@@ -90,6 +86,16 @@ func (s *Server) messages(rc *fasthttp.RequestCtx, st *reqState) error {
 	rc.SetBody(msg)
 	st.bytesOut = len(msg)
 	return nil
+}
+
+// anthropicRequestError makes a request that cannot be translated
+// (*anthropic.RequestError) the client's 400 naming the field.
+func anthropicRequestError(err error) error {
+	var re *anthropic.RequestError
+	if errors.As(err, &re) {
+		return invalid(re.Param, re.Message)
+	}
+	return err
 }
 
 // writeAnthropicError answers err in Anthropic's error shape, with the
@@ -162,7 +168,7 @@ func (m *messagesRelay) nextFrame() (frame []byte, last bool, err error) {
 			return nil, true, nil
 		}
 		e := toAPIError(err)
-		st.errCode, st.errType = e.code, e.typ
+		st.noteError(e)
 		m.out = anthropic.AppendErrorEvent(m.out[:0], anthropic.ErrorType(e.status), e.message)
 		st.bytesOut += len(m.out)
 		return m.out, true, nil
@@ -174,8 +180,9 @@ func (m *messagesRelay) nextFrame() (frame []byte, last bool, err error) {
 	m.s.collectStream(st, ev) // for metering, should the stream end without usage
 	switch {
 	case bytes.HasPrefix(ev, errorPrefix):
-		typ, code, _, _ := providers.ParseError(ev)
-		st.errType, st.errCode = typ, orDefault(code, "upstream_error")
+		// never the upstream's words as they are: the translator gets the
+		// tenant's version of the error
+		ev = appendErrorJSON(make([]byte, 0, 256), upstreamStreamError(st, ev))
 	case bytes.Contains(ev, []byte(`"usage":{`)):
 		if u, ok := providers.ParseUsage(ev); ok {
 			st.usage, st.hasUsage = u, true

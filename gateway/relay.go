@@ -172,7 +172,7 @@ func (r *relay) nextFrame() (frame []byte, last bool, err error) {
 			return nil, true, nil // the upstream already said why
 		}
 		e := toAPIError(err)
-		st.errCode, st.errType = e.code, e.typ
+		st.noteError(e)
 		r.out = append(r.out[:0], dataPrefix...)
 		r.out = appendErrorJSON(r.out, e)
 		r.out = append(r.out, eventEnd...)
@@ -186,9 +186,7 @@ func (r *relay) nextFrame() (frame []byte, last bool, err error) {
 	out := append(r.out[:0], dataPrefix...)
 	if bytes.HasPrefix(ev, errorPrefix) {
 		r.sawError = true
-		typ, code, _, _ := providers.ParseError(ev)
-		st.errType, st.errCode = typ, orDefault(code, "upstream_error")
-		out = append(out, ev...)
+		out = appendErrorJSON(out, upstreamStreamError(st, ev)) // never the upstream's words as they are
 	} else if i := bytes.Index(ev, usageKey); i > 0 && ev[i-1] == '"' {
 		// One scan finds the usage key, whose value is an object (the
 		// usage chunk) or null (on every chunk once include_usage is on).

@@ -38,6 +38,7 @@ type reqState struct {
 	status     int
 	errCode    string
 	errType    string
+	upErr      *providers.UpstreamError // the upstream's answer behind the error, for the operator's log
 	usage      providers.Usage
 	hasUsage   bool
 	ttft       time.Duration
@@ -68,8 +69,15 @@ func (s *Server) begin(rc *fasthttp.RequestCtx, route string) *reqState {
 
 func (st *reqState) fail(e apiError) {
 	st.status = e.status
+	st.noteError(e)
+}
+
+// noteError records the error answered, also inside a started stream
+// (whose status stays 200).
+func (st *reqState) noteError(e apiError) {
 	st.errCode = e.code
 	st.errType = e.typ
+	st.upErr = e.upstream
 }
 
 func (st *reqState) served(sv providers.Served) {
@@ -116,7 +124,47 @@ func (s *Server) finish(st *reqState) {
 		}
 		ce.Write(fields...)
 	}
+	if st.upErr != nil {
+		s.logUpstream(st)
+	}
 	s.release(st)
+}
+
+// logUpstream writes, for the operator, what the upstream answered behind
+// the error the tenant got (which may say much less: upstreamAPIError):
+// at warn level when it is the operator's to fix (credentials, account,
+// quota, an upstream failing), at info when the request itself was wrong.
+func (s *Server) logUpstream(st *reqState) {
+	ue := st.upErr
+	lvl := zapcore.WarnLevel
+	if requestFault(ue.Status) {
+		lvl = zapcore.InfoLevel
+	}
+	ce := s.log.Check(lvl, "upstream error")
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("request_id", st.requestID),
+		zap.String("provider", ue.Provider),
+		zap.String("deployment", ue.Deployment),
+		zap.Int("upstream_status", ue.Status),
+		zap.String("upstream_type", ue.Type),
+		zap.String("upstream_code", ue.Code),
+		zap.String("upstream_param", ue.Param),
+		zap.String("upstream_message", ue.Message),
+		zap.String("error_code", st.errCode),
+	}
+	if st.principal != nil {
+		fields = append(fields, zap.String("tenant", st.principal.Tenant))
+	}
+	if st.model != "" {
+		fields = append(fields, zap.String("model", st.model))
+	}
+	if ue.Err != nil {
+		fields = append(fields, zap.Error(ue.Err))
+	}
+	ce.Write(fields...)
 }
 
 func (s *Server) release(st *reqState) {

@@ -265,10 +265,11 @@ func (r *Router) do(ctx context.Context, rt *Route, attempt func(*Deployment) er
 }
 
 // fallbackable reports whether an upstream's non-retryable status is the
-// deployment's problem (its key, its region, its model name) rather than
-// the request's, so that another deployment may succeed.
+// deployment's problem (its key, its account's credit, its region, its
+// model name) rather than the request's, so that another deployment may
+// succeed.
 func fallbackable(status int) bool {
-	return status == 401 || status == 403 || status == 404
+	return status == 401 || status == 402 || status == 403 || status == 404
 }
 
 func pickWeighted(ds []*Deployment) int {

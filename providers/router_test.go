@@ -81,6 +81,7 @@ func TestRouterRetriesAndFallback(t *testing.T) {
 		{"connection error falls back", []error{&UpstreamError{Err: errors.New("refused")}, &UpstreamError{Err: errors.New("refused")}}, nil, "b", 0, 2, 1},
 		{"400 is the request's fault: no retry", []error{status(400)}, nil, "", 400, 1, 0},
 		{"401 is the deployment's fault: fall back", []error{status(401)}, nil, "b", 0, 1, 1},
+		{"402 (the account's credit) falls back", []error{status(402)}, nil, "b", 0, 1, 1},
 		{"timeout falls back at once", []error{&UpstreamError{Err: fmt.Errorf("%w: read", ErrTimeout)}}, nil, "b", 0, 1, 1},
 		{"all fail", []error{status(500), status(500)}, []error{status(503), status(503)}, "", 503, 2, 2},
 	}

@@ -148,6 +148,8 @@ func TestClientErrors(t *testing.T) {
 			400, "invalid_request_error", "", "max_tokens: Field required", 0, false},
 		{"auth 401", providerstest.Failure{Status: 401, Body: providerstest.Sample(t, "anthropic/error-401-authentication.json")},
 			401, "invalid_request_error", "invalid_api_key", "invalid x-api-key", 0, false},
+		{"billing 402", providerstest.Failure{Status: 402, Body: []byte(`{"type":"error","error":{"type":"billing_error","message":"Your credit balance is too low."}}`)},
+			402, "insufficient_quota", "insufficient_quota", "Your credit balance is too low.", 0, false},
 		{"api 500 not json", providerstest.Failure{Status: 500, Body: []byte("upstream connect error")},
 			500, "", "", "upstream connect error", 0, true},
 	}

@@ -21,6 +21,7 @@ func badRequest(param, msg string) error { return &RequestError{Param: param, Me
 const (
 	ErrInvalidRequest  = "invalid_request_error"
 	ErrAuthentication  = "authentication_error"
+	ErrBilling         = "billing_error"
 	ErrPermission      = "permission_error"
 	ErrNotFound        = "not_found_error"
 	ErrRequestTooLarge = "request_too_large"
@@ -38,6 +39,8 @@ func ErrorType(status int) string {
 		return ErrInvalidRequest
 	case 401:
 		return ErrAuthentication
+	case 402:
+		return ErrBilling
 	case 403:
 		return ErrPermission
 	case 404:
@@ -62,6 +65,8 @@ func errorStatus(typ string) int {
 		return 400
 	case ErrAuthentication:
 		return 401
+	case ErrBilling:
+		return 402
 	case ErrPermission:
 		return 403
 	case ErrNotFound:
@@ -86,6 +91,8 @@ func openAIError(typ string) (oaType, code string) {
 		return "invalid_request_error", ""
 	case ErrAuthentication:
 		return "invalid_request_error", "invalid_api_key"
+	case ErrBilling:
+		return "insufficient_quota", "insufficient_quota"
 	case ErrPermission:
 		return "invalid_request_error", "permission_denied"
 	case ErrNotFound:

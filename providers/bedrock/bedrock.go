@@ -324,8 +324,9 @@ func statusOf(code string, httpStatus int) int {
 		return 424
 	case "internalserverexception":
 		return 500
-	case "unrecognizedclientexception", "invalidsignatureexception", "expiredtokenexception":
-		return 403
+	case "unrecognizedclientexception", "invalidsignatureexception", "expiredtokenexception",
+		"invalidclienttokenidexception", "missingauthenticationtokenexception":
+		return 401 // the deployment's credentials (AWS answers 403): not the request's fault
 	}
 	if httpStatus == 0 {
 		return 500
@@ -338,6 +339,8 @@ func openAIError(status int) (typ, code string) {
 	switch status {
 	case 400:
 		return "invalid_request_error", ""
+	case 401:
+		return "invalid_request_error", "invalid_api_key"
 	case 403:
 		return "invalid_request_error", "permission_denied"
 	case 404:

@@ -372,6 +372,8 @@ func TestErrors(t *testing.T) {
 		{503, "ServiceUnavailableException", 503, "server_error", "upstream_overloaded", true},
 		{429, "ModelNotReadyException", 503, "server_error", "upstream_overloaded", true},
 		{403, "AccessDeniedException", 403, "invalid_request_error", "permission_denied", false},
+		{403, "UnrecognizedClientException", 401, "invalid_request_error", "invalid_api_key", false},
+		{400, "ExpiredTokenException", 401, "invalid_request_error", "invalid_api_key", false},
 		{404, "ResourceNotFoundException", 404, "invalid_request_error", "model_not_found", false},
 		{408, "ModelTimeoutException", 408, "server_error", "upstream_timeout", true},
 		{500, "InternalServerException", 500, "server_error", "upstream_error", true},
