@@ -3,6 +3,7 @@ package billing
 import (
 	"encoding/json"
 	"strings"
+	"sync"
 
 	"github.com/pkoukk/tiktoken-go"
 	tiktoken_loader "github.com/pkoukk/tiktoken-go-loader"
@@ -10,8 +11,9 @@ import (
 
 // Token counting for Estimated events, with OpenAI's tokenizers (tiktoken)
 // loaded from the tables embedded in tiktoken-go-loader: nothing is
-// downloaded. It runs on the meter's counting goroutine only (about 0.3 µs
-// per byte of text, and 80–300 ms to load an encoding the first time).
+// downloaded. It runs on the meter's counting goroutine (about 0.3 µs per
+// byte of text, and 80–300 ms to load an encoding the first time), and for
+// the gateway's token counting endpoint (Tokenizer).
 
 // Encodings, with the split patterns of tiktoken-go's encoding.go (built
 // here rather than through tiktoken.GetEncoding, whose loader is a
@@ -47,29 +49,52 @@ func encodingFor(model string) string {
 	return tiktoken.MODEL_CL100K_BASE
 }
 
-// tokenCounter counts tokens. Not safe for concurrent use: it belongs to
-// the meter's counting goroutine.
+// tokenCounter counts tokens; its encodings load on first use. Safe for
+// concurrent use.
 type tokenCounter struct {
-	encs map[string]*tiktoken.Tiktoken
+	o200k, cl100k lazyEncoding
 }
 
-func newTokenCounter() *tokenCounter {
-	return &tokenCounter{encs: make(map[string]*tiktoken.Tiktoken, 2)}
+// lazyEncoding is an encoding loaded on first use; enc is nil when it
+// could not be loaded.
+type lazyEncoding struct {
+	once sync.Once
+	enc  *tiktoken.Tiktoken
 }
+
+func newTokenCounter() *tokenCounter { return &tokenCounter{} }
 
 // encoding loads (once) and returns the encoding for model; nil when it
 // cannot be loaded (then text is counted at bytesPerToken).
 func (c *tokenCounter) encoding(model string) *tiktoken.Tiktoken {
 	name := encodingFor(model)
-	if enc, ok := c.encs[name]; ok {
-		return enc
+	e := &c.cl100k
+	if name == tiktoken.MODEL_O200K_BASE {
+		e = &c.o200k
 	}
-	enc, err := loadEncoding(name)
-	if err != nil {
-		enc = nil
-	}
-	c.encs[name] = enc
-	return enc
+	e.once.Do(func() { e.enc, _ = loadEncoding(name) })
+	return e.enc
+}
+
+// Tokenizer counts the prompt tokens of a chat request body (OpenAI's
+// format) with tiktoken, as the meter counts an Estimated event's prompt:
+// OpenAI's accounting of messages (3 tokens of framing each, 3 to prime
+// the answer), their text, tool calls and tool definitions; images at a
+// fixed 85 tokens. For models that are not OpenAI's it is an
+// approximation (cl100k_base). Build it with NewTokenizer; its encodings
+// load on first use (80–300 ms). Safe for concurrent use.
+type Tokenizer struct {
+	c tokenCounter
+}
+
+// NewTokenizer returns a Tokenizer.
+func NewTokenizer() *Tokenizer { return &Tokenizer{} }
+
+// PromptTokens returns the prompt tokens of body for model (the upstream
+// model's name picks the encoding). A body that is not JSON is counted at
+// 4 bytes per token.
+func (t *Tokenizer) PromptTokens(model string, body []byte) int64 {
+	return t.c.prompt(t.c.encoding(model), body)
 }
 
 func loadEncoding(name string) (*tiktoken.Tiktoken, error) {

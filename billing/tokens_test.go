@@ -62,3 +62,23 @@ func TestEncodingFor(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenizer: the exported counter counts a prompt as the meter does,
+// from any goroutine.
+func TestTokenizer(t *testing.T) {
+	tk := NewTokenizer()
+	body := []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"Hello world"}]}`)
+	const want = 3 + 1 + 2 + 3
+	done := make(chan int64, 4)
+	for range 4 {
+		go func() { done <- tk.PromptTokens("gpt-4o", body) }()
+	}
+	for range 4 {
+		if got := <-done; got != want {
+			t.Errorf("PromptTokens = %d, want %d", got, want)
+		}
+	}
+	if got := tk.PromptTokens("gpt-4o", []byte("not json!")); got != 3 {
+		t.Errorf("PromptTokens(not JSON) = %d, want 9 bytes / 4 = 3", got)
+	}
+}

@@ -24,14 +24,9 @@ func (s *Server) chatCompletions(rc *fasthttp.RequestCtx) {
 }
 
 func (s *Server) chat(rc *fasthttp.RequestCtx, st *reqState) error {
-	if s.draining.Load() {
-		return errShuttingDown
-	}
-	p, err := s.authenticate(rc)
-	if err != nil {
+	if err := s.admit(rc, st); err != nil {
 		return err
 	}
-	st.principal = p
 	rt, err := s.prepareChat(rc, st, rc.PostBody())
 	if err != nil {
 		return err
@@ -47,13 +42,33 @@ func (s *Server) chat(rc *fasthttp.RequestCtx, st *reqState) error {
 	defer resp.Release()
 	st.usage, st.hasUsage = resp.Usage, resp.Usage.TotalTokens > 0
 	s.chargeResponse(rc, st, resp.Body)
+	writeAnswer(rc, st, resp.Body)
+	return nil
+}
+
+// writeAnswer writes the successful JSON answer body of st's request
+// (fasthttp copies body), naming the deployment that served it.
+func writeAnswer(rc *fasthttp.RequestCtx, st *reqState, body []byte) {
 	rc.SetStatusCode(fasthttp.StatusOK)
 	rc.SetContentType("application/json")
 	if st.deployment != "" {
 		rc.Response.Header.Set("X-Mtai-Deployment", st.deployment)
 	}
-	rc.SetBody(resp.Body)
-	st.bytesOut = len(resp.Body)
+	rc.SetBody(body)
+	st.bytesOut = len(body)
+}
+
+// admit refuses new requests while the server drains, and authenticates
+// the request (st.principal).
+func (s *Server) admit(rc *fasthttp.RequestCtx, st *reqState) error {
+	if s.draining.Load() {
+		return errShuttingDown
+	}
+	p, err := s.authenticate(rc)
+	if err != nil {
+		return err
+	}
+	st.principal = p
 	return nil
 }
 
@@ -63,6 +78,44 @@ func (s *Server) chat(rc *fasthttp.RequestCtx, st *reqState) error {
 // upstream call in st.call and returns the route. st.principal is set.
 // /v1/chat/completions and the platform chat (/api/v1/chat) share it.
 func (s *Server) prepareChat(rc *fasthttp.RequestCtx, st *reqState, body []byte) (*providers.Route, error) {
+	rt, err := s.routeChat(st, body)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.reserve(rc, st); err != nil {
+		return nil, err
+	}
+	s.spliceSystemPrompt(st)
+	s.ragInject(rc, st, body) // retrieved context, after the tenant's prompt
+
+	// Streams: always ask the upstream for usage (it is what we bill).
+	req, sp := &st.chat, &st.splice
+	st.stream = req.stream
+	if req.stream && !req.includeUsage {
+		switch {
+		case req.iuEnd > 0: // "include_usage": false or null
+			sp.add(edit{at: req.iuStart, end: req.iuEnd, text: sp.text("true")})
+		case req.soEnd > 0 && body[req.soStart] == '{':
+			txt := `"include_usage":true,`
+			if jsonscanEmptyObject(body[req.soStart:req.soEnd]) {
+				txt = `"include_usage":true`
+			}
+			sp.add(edit{at: req.soStart + 1, end: req.soStart + 1, text: sp.text(txt)})
+		case req.soEnd > 0: // null
+			sp.add(edit{at: req.soStart, end: req.soEnd, text: sp.text(`{"include_usage":true}`)})
+		default:
+			sp.add(edit{at: req.objEnd, end: req.objEnd, text: sp.text(`,"stream_options":{"include_usage":true}`)})
+		}
+	}
+	s.spliceCall(st, body)
+	return rt, nil
+}
+
+// routeChat validates an OpenAI chat request body and applies the
+// tenant's model policy: the model (or the tenant's default, spliced in),
+// the allowed models, and that it is a chat model. It returns the route;
+// st.model is set.
+func (s *Server) routeChat(st *reqState, body []byte) (*providers.Route, error) {
 	p := st.principal
 	req := &st.chat
 	if err := parseChatRequest(body, req); err != nil {
@@ -97,37 +150,26 @@ func (s *Server) prepareChat(rc *fasthttp.RequestCtx, st *reqState, body []byte)
 	if rt.Embeddings {
 		return nil, invalid("model", "'"+model+"' is an embeddings model; use /v1/embeddings.")
 	}
-	if err := s.reserve(rc, st); err != nil {
-		return nil, err
-	}
-	if p.Policy != nil && p.Policy.SystemPrompt != "" {
-		text, _, _ := sp.jsonString(`{"role":"system","content":`, p.Policy.SystemPrompt, "},")
-		sp.add(edit{at: req.msgStart + 1, end: req.msgStart + 1, text: text})
-	}
-	s.ragInject(rc, st, body) // retrieved context, after the tenant's prompt
+	return rt, nil
+}
 
-	// Streams: always ask the upstream for usage (it is what we bill).
-	st.stream = req.stream
-	if req.stream && !req.includeUsage {
-		switch {
-		case req.iuEnd > 0: // "include_usage": false or null
-			sp.add(edit{at: req.iuStart, end: req.iuEnd, text: sp.text("true")})
-		case req.soEnd > 0 && body[req.soStart] == '{':
-			txt := `"include_usage":true,`
-			if jsonscanEmptyObject(body[req.soStart:req.soEnd]) {
-				txt = `"include_usage":true`
-			}
-			sp.add(edit{at: req.soStart + 1, end: req.soStart + 1, text: sp.text(txt)})
-		case req.soEnd > 0: // null
-			sp.add(edit{at: req.soStart, end: req.soEnd, text: sp.text(`{"include_usage":true}`)})
-		default:
-			sp.add(edit{at: req.objEnd, end: req.objEnd, text: sp.text(`,"stream_options":{"include_usage":true}`)})
-		}
+// spliceSystemPrompt puts the tenant's system prompt, if any, first among
+// the messages of the request that routeChat read.
+func (s *Server) spliceSystemPrompt(st *reqState) {
+	if p := st.principal.Policy; p != nil && p.SystemPrompt != "" {
+		sp := &st.splice
+		text, _, _ := sp.jsonString(`{"role":"system","content":`, p.SystemPrompt, "},")
+		sp.add(edit{at: st.chat.msgStart + 1, end: st.chat.msgStart + 1, text: text})
 	}
-	out, ms, me := sp.apply(body, req.modelStart, req.modelEnd)
+}
+
+// spliceCall applies the edits collected in st.splice to body and leaves
+// the result in st.call, the upstream call.
+func (s *Server) spliceCall(st *reqState, body []byte) {
+	req := &st.chat
+	out, ms, me := st.splice.apply(body, req.modelStart, req.modelEnd)
 	call := &st.call
 	call.Body, call.ModelStart, call.ModelEnd, call.RequestID = out, ms, me, st.requestID
-	return rt, nil
 }
 
 // objStart returns the index just after the body's opening '{'.

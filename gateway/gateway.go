@@ -26,6 +26,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/mtai-dev/mtai/billing"
 	"github.com/mtai-dev/mtai/providers"
 	"github.com/mtai-dev/mtai/tenancy"
 )
@@ -95,6 +96,7 @@ type Router interface {
 	Complete(ctx context.Context, rt *providers.Route, call *providers.Call) (*providers.Response, providers.Served, error)
 	Stream(ctx context.Context, rt *providers.Route, call *providers.Call) (providers.Stream, providers.Served, error)
 	Embed(ctx context.Context, rt *providers.Route, call *providers.Call) (*providers.Response, providers.Served, error)
+	CountTokens(ctx context.Context, rt *providers.Route, call *providers.Call) (int64, providers.Served, error)
 }
 
 var _ Router = (*providers.Router)(nil)
@@ -153,6 +155,7 @@ type Server struct {
 	convs    ConversationStore
 	rag      RAG
 	admin    Admin
+	tokens   *billing.Tokenizer // counts prompts for /v1/messages/count_tokens
 
 	srv *fasthttp.Server
 
@@ -191,6 +194,7 @@ func New(o Options) (*Server, error) {
 		checks: o.Checks, optional: o.Optional, now: o.Now, metrics: NewMetrics(), limiter: o.Limiter, usage: o.Meter,
 		platform: o.Platform, convs: o.Conversations, rag: o.RAG,
 		admin:   o.Admin,
+		tokens:  billing.NewTokenizer(),
 		streams: make(map[*relay]struct{}),
 	}
 	s.started = s.now()
@@ -257,7 +261,8 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.GET("/v1/models", s.api(routeModels, s.listModels))
 	r.GET("/v1/models/{model:*}", s.api(routeModels, s.getModel))
 	r.POST("/v1/embeddings", s.api(routeEmbeddings, s.embeddings))
-	r.POST("/v1/messages", s.messagesHandler)
+	r.POST("/v1/messages", s.anthropicAPI(routeMessages, s.messages))
+	r.POST("/v1/messages/count_tokens", s.anthropicAPI(routeCountTokens, s.countTokens))
 	s.platformRoutes(r)
 	s.chatRoutes(r)
 	s.ragRoutes(r)

@@ -15,8 +15,29 @@ import (
 // routeMessages labels POST /v1/messages in metrics and logs.
 const routeMessages = "messages"
 
-// messagesHandler serves POST /v1/messages: Anthropic's Messages API, for
-// any routed model (an OpenAI, Anthropic, Bedrock or mock deployment alike),
+// anthropicAPI wraps a handler of Anthropic's API (/v1/messages and
+// /v1/messages/count_tokens): the request id also as request-id (where
+// Anthropic's clients look for it), errors in Anthropic's shape; the relay
+// of a stream finishes st when the stream ends.
+func (s *Server) anthropicAPI(route string, h func(rc *fasthttp.RequestCtx, st *reqState) error) fasthttp.RequestHandler {
+	return func(rc *fasthttp.RequestCtx) {
+		st := s.begin(rc, route)
+		rc.Response.Header.Set("request-id", st.requestID)
+		if err := h(rc, st); err != nil {
+			st.fail(writeAnthropicError(rc, err, st.requestID))
+			s.finish(st)
+			return
+		}
+		if st.stream {
+			return // the relay finishes st when the stream ends
+		}
+		st.status = rc.Response.StatusCode()
+		s.finish(st)
+	}
+}
+
+// messages serves POST /v1/messages: Anthropic's Messages API, for any
+// routed model (an OpenAI, Anthropic, Bedrock or mock deployment alike),
 // so that Anthropic clients and SDKs can use the gateway.
 //
 // The request is translated into an OpenAI chat request
@@ -29,30 +50,10 @@ const routeMessages = "messages"
 // upstream chunk at a time (anthropic.EventTranslator). Errors have
 // Anthropic's shape {"type":"error","error":{"type","message"}}, with the
 // status and headers toAPIError decides.
-func (s *Server) messagesHandler(rc *fasthttp.RequestCtx) {
-	st := s.begin(rc, routeMessages)
-	rc.Response.Header.Set("request-id", st.requestID) // where Anthropic's clients look for it
-	if err := s.messages(rc, st); err != nil {
-		st.fail(writeAnthropicError(rc, err, st.requestID))
-		s.finish(st)
-		return
-	}
-	if st.stream {
-		return // the relay finishes st when the stream ends
-	}
-	st.status = rc.Response.StatusCode()
-	s.finish(st)
-}
-
 func (s *Server) messages(rc *fasthttp.RequestCtx, st *reqState) error {
-	if s.draining.Load() {
-		return errShuttingDown
-	}
-	p, err := s.authenticate(rc)
-	if err != nil {
+	if err := s.admit(rc, st); err != nil {
 		return err
 	}
-	st.principal = p
 	body, err := anthropic.ToOpenAIRequest(rc.PostBody())
 	if err != nil {
 		return anthropicRequestError(err)
@@ -78,13 +79,7 @@ func (s *Server) messages(rc *fasthttp.RequestCtx, st *reqState) error {
 		return &providers.UpstreamError{Provider: st.provider, Deployment: st.deployment, Status: 502,
 			Message: "the model's answer could not be translated: " + err.Error()}
 	}
-	rc.SetStatusCode(fasthttp.StatusOK)
-	rc.SetContentType("application/json")
-	if st.deployment != "" {
-		rc.Response.Header.Set("X-Mtai-Deployment", st.deployment)
-	}
-	rc.SetBody(msg)
-	st.bytesOut = len(msg)
+	writeAnswer(rc, st, msg)
 	return nil
 }
 

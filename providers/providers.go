@@ -88,6 +88,14 @@ type Embedder interface {
 	Embed(ctx context.Context, req *Request) (*Response, error)
 }
 
+// TokenCounter is the optional ability to count the input tokens of a
+// chat request (OpenAI format) as the upstream itself counts them
+// (Anthropic's /v1/messages/count_tokens). Counting generates nothing and
+// is not billed.
+type TokenCounter interface {
+	CountTokens(ctx context.Context, req *Request) (int64, error)
+}
+
 // Errors the router returns; callers compare with errors.Is.
 var (
 	// ErrModelNotFound means no route has this model name.

@@ -186,6 +186,37 @@ func (r *Router) Embed(ctx context.Context, rt *Route, call *Call) (*Response, S
 	return resp, served, err
 }
 
+// CountTokens counts the input tokens of call (an OpenAI chat request)
+// with the deployment that would serve it, when that deployment can count
+// upstream (TokenCounter), with the retries and fallbacks of a completion.
+// When the deployment that would serve cannot count (or is the fallback
+// of one that failed), it returns ErrNotSupported and names that
+// deployment in Served, for the caller to count locally.
+func (r *Router) CountTokens(ctx context.Context, rt *Route, call *Call) (int64, Served, error) {
+	var (
+		n     int64
+		local *Deployment
+	)
+	served, err := r.do(ctx, rt, func(d *Deployment) error {
+		tc, ok := d.client.(TokenCounter)
+		if !ok {
+			local = d
+			return errCountLocally // do returns it at once, as an error that is no upstream's
+		}
+		var err error
+		n, err = tc.CountTokens(ctx, call.request(d))
+		return err
+	})
+	if local != nil {
+		served.Attempts-- // local was not called
+		served.Deployment = local
+		return 0, served, ErrNotSupported
+	}
+	return n, served, err
+}
+
+var errCountLocally = errors.New("count locally")
+
 // do runs attempt on the route's deployments: the first chosen by weight,
 // the rest in order; each retried on retryable errors with backoff.
 func (r *Router) do(ctx context.Context, rt *Route, attempt func(*Deployment) error) (Served, error) {

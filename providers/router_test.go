@@ -197,3 +197,70 @@ func TestClientGoneStopsRetries(t *testing.T) {
 		t.Errorf("cancelled request: err=%v calls a=%d b=%d, want one call and an error", err, a.calls, b.calls)
 	}
 }
+
+// counting is a scripted provider that can count tokens upstream.
+type counting struct{ *scripted }
+
+func (p counting) CountTokens(_ context.Context, req *Request) (int64, error) {
+	if err := p.next(req); err != nil {
+		return 0, err
+	}
+	return 42, nil
+}
+
+// TestRouterCountTokens: the deployment that would serve counts when it
+// can; else (also as the fallback of a counter that failed) the caller is
+// told to count locally, with the deployment to count for.
+func TestRouterCountTokens(t *testing.T) {
+	cases := []struct {
+		name      string
+		first     []error // the first deployment's script
+		counter   bool    // whether the first deployment counts (the second never does)
+		want      int64
+		wantErr   error
+		wantLocal string // the deployment named for a local count
+		calls     int    // calls to the first deployment
+	}{
+		{name: "counter counts", counter: true, want: 42, calls: 1},
+		{name: "plain deployment: count locally", wantErr: ErrNotSupported, wantLocal: "b0", calls: 0},
+		{name: "failing counter falls back to a local count", counter: true, first: []error{status(500), status(500)},
+			wantErr: ErrNotSupported, wantLocal: "b1", calls: 2},
+		{name: "the request's fault is returned", counter: true, first: []error{status(400)}, wantErr: &UpstreamError{}, calls: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			first := &scripted{name: "b0", script: tc.first}
+			second := &scripted{name: "b1"}
+			r, err := NewRouter(Config{Models: []ModelConfig{{Name: "m", Deployments: []DeploymentConfig{
+				{Name: "b0", Provider: "s"}, {Name: "b1", Provider: "s"}}}},
+				Breaker: BreakerConfig{Failures: -1}},
+				map[string]Factory{"s": func(d DeploymentConfig) (Provider, error) {
+					if d.Name == "b1" {
+						return second, nil
+					}
+					if tc.counter {
+						return counting{first}, nil
+					}
+					return first, nil
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.sleep = func(context.Context, time.Duration) error { return nil }
+			rt, _ := r.Route("m")
+			n, served, err := r.CountTokens(context.Background(), rt, &Call{Body: []byte(`{"model":"m"}`), ModelStart: 10, ModelEnd: 11})
+			var ue *UpstreamError
+			switch {
+			case tc.wantErr == nil && (err != nil || n != tc.want):
+				t.Errorf("CountTokens = %d, %v, want %d", n, err, tc.want)
+			case errors.Is(tc.wantErr, ErrNotSupported) && (!errors.Is(err, ErrNotSupported) || served.Deployment == nil || served.Deployment.Name != tc.wantLocal):
+				t.Errorf("CountTokens = %v, served %+v, want ErrNotSupported for %s", err, served.Deployment, tc.wantLocal)
+			case errors.As(tc.wantErr, &ue) && !errors.As(err, &ue):
+				t.Errorf("CountTokens = %v, want the upstream's error", err)
+			}
+			if first.calls != tc.calls || second.calls != 0 {
+				t.Errorf("calls %d, %d, want %d, 0", first.calls, second.calls, tc.calls)
+			}
+		})
+	}
+}

@@ -1,5 +1,6 @@
 // Package anthropic is the adapter for Anthropic's Messages API
-// (POST {base}/v1/messages, x-api-key and anthropic-version headers), and
+// (POST {base}/v1/messages, x-api-key and anthropic-version headers; and
+// POST {base}/v1/messages/count_tokens, Client.CountTokens), and
 // the translators between it and OpenAI's chat completions, in both
 // directions:
 //
@@ -30,13 +31,15 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/mtai-dev/mtai/internal/jsonscan"
 	"github.com/mtai-dev/mtai/providers"
 	"github.com/mtai-dev/mtai/providers/sse"
 )
 
 var (
-	_ providers.Provider = (*Client)(nil)
-	_ providers.Stream   = (*stream)(nil)
+	_ providers.Provider     = (*Client)(nil)
+	_ providers.TokenCounter = (*Client)(nil)
+	_ providers.Stream       = (*stream)(nil)
 )
 
 // DefaultBaseURL is where Anthropic's API is when a deployment names no base_url.
@@ -129,12 +132,21 @@ func New(d providers.DeploymentConfig, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-func (c *Client) newRequest(r *providers.Request, stream bool) (*fasthttp.Request, error) {
+// call is what a request to Anthropic is for.
+type call uint8
+
+const (
+	callMessage call = iota // POST /v1/messages
+	callStream              // POST /v1/messages, streamed
+	callCount               // POST /v1/messages/count_tokens
+)
+
+func (c *Client) newRequest(r *providers.Request, kind call) (*fasthttp.Request, error) {
 	model := r.Model
 	if model == "" {
 		model = c.model
 	}
-	body, err := RequestFromOpenAI(r.Body, RequestOptions{Model: model, DefaultMaxTokens: c.maxTokens})
+	body, err := RequestFromOpenAI(r.Body, RequestOptions{Model: model, DefaultMaxTokens: c.maxTokens, CountTokens: kind == callCount})
 	if err != nil {
 		var re *RequestError
 		if errors.As(err, &re) {
@@ -144,7 +156,11 @@ func (c *Client) newRequest(r *providers.Request, stream bool) (*fasthttp.Reques
 		return nil, err
 	}
 	req := fasthttp.AcquireRequest()
-	req.SetRequestURI(c.url)
+	if kind == callCount {
+		req.SetRequestURI(c.url + "/count_tokens")
+	} else {
+		req.SetRequestURI(c.url)
+	}
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
 	req.Header.Set("anthropic-version", APIVersion)
@@ -154,7 +170,7 @@ func (c *Client) newRequest(r *providers.Request, stream bool) (*fasthttp.Reques
 	if r.RequestID != "" {
 		req.Header.Set("X-Request-ID", r.RequestID)
 	}
-	if stream {
+	if kind == callStream {
 		req.Header.Set("Accept", "text/event-stream")
 	}
 	req.SetBodyRaw(body)
@@ -163,24 +179,11 @@ func (c *Client) newRequest(r *providers.Request, stream bool) (*fasthttp.Reques
 
 // Complete implements providers.Provider.
 func (c *Client) Complete(ctx context.Context, r *providers.Request) (*providers.Response, error) {
-	req, err := c.newRequest(r, false)
+	resp, err := c.roundTrip(ctx, r, callMessage)
 	if err != nil {
 		return nil, err
 	}
-	defer fasthttp.ReleaseRequest(req)
-	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
-	if dl, ok := ctx.Deadline(); ok {
-		err = c.hc.DoDeadline(req, resp, dl)
-	} else {
-		err = c.hc.Do(req, resp)
-	}
-	if err != nil {
-		return nil, c.transportError(err)
-	}
-	if resp.StatusCode() != fasthttp.StatusOK {
-		return nil, c.statusError(resp)
-	}
 	body, usage, err := ResponseToOpenAI(resp.Body(), c.now().Unix())
 	if err != nil {
 		return nil, &providers.UpstreamError{Provider: "anthropic", Deployment: c.name, Status: 502,
@@ -189,12 +192,57 @@ func (c *Client) Complete(ctx context.Context, r *providers.Request) (*providers
 	return providers.NewResponse(body, usage, nil), nil
 }
 
+// CountTokens implements providers.TokenCounter: the request, translated
+// as Complete would send it, is counted by Anthropic's
+// POST /v1/messages/count_tokens ({"input_tokens": N}).
+func (c *Client) CountTokens(ctx context.Context, r *providers.Request) (int64, error) {
+	resp, err := c.roundTrip(ctx, r, callCount)
+	if err != nil {
+		return 0, err
+	}
+	defer fasthttp.ReleaseResponse(resp)
+	body := resp.Body()
+	if s, e, ok := jsonscan.Find(body, 0, "input_tokens"); ok {
+		if n, ok := jsonscan.Int(body[s:e]); ok && n >= 0 {
+			return n, nil
+		}
+	}
+	return 0, &providers.UpstreamError{Provider: "anthropic", Deployment: c.name, Status: 502,
+		Message: "the upstream's answer is not a token count: " + truncate(string(body), 200)}
+}
+
+// roundTrip sends a non-streamed request and returns the upstream's
+// successful answer (the caller releases it) or its error.
+func (c *Client) roundTrip(ctx context.Context, r *providers.Request, kind call) (*fasthttp.Response, error) {
+	req, err := c.newRequest(r, kind)
+	if err != nil {
+		return nil, err
+	}
+	defer fasthttp.ReleaseRequest(req)
+	resp := fasthttp.AcquireResponse()
+	if dl, ok := ctx.Deadline(); ok {
+		err = c.hc.DoDeadline(req, resp, dl)
+	} else {
+		err = c.hc.Do(req, resp)
+	}
+	switch {
+	case err != nil:
+		err = c.transportError(err)
+	case resp.StatusCode() != fasthttp.StatusOK:
+		err = c.statusError(resp)
+	default:
+		return resp, nil
+	}
+	fasthttp.ReleaseResponse(resp)
+	return nil, err
+}
+
 // Stream implements providers.Provider. It reads the stream up to its first
 // chunk before returning, so that an error event sent at once (an
 // overloaded upstream that already answered 200) is returned as an error
 // that the router can retry elsewhere.
 func (c *Client) Stream(ctx context.Context, r *providers.Request) (providers.Stream, error) {
-	req, err := c.newRequest(r, true)
+	req, err := c.newRequest(r, callStream)
 	if err != nil {
 		return nil, err
 	}

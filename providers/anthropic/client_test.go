@@ -388,3 +388,36 @@ func TestClientConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestClientCountTokens: a chat request is counted by the upstream's
+// /v1/messages/count_tokens, translated as Complete would send it but
+// without the fields that endpoint refuses.
+func TestClientCountTokens(t *testing.T) {
+	fake := providerstest.NewAnthropic(t)
+	c := newClient(t, fake, 5*time.Second)
+	in := []byte(`{"model":"x","max_tokens":50,"temperature":0.2,"stream":true,"stop":["END"],"user":"u1",` +
+		`"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"What is the weather in Paris?"}],` +
+		`"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]}`)
+	n, err := c.CountTokens(context.Background(), request(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := fake.Requests()
+	if len(reqs) != 1 || reqs[0].Path != "/v1/messages/count_tokens" || reqs[0].Header.Get("x-api-key") != fake.Key {
+		t.Fatalf("requests %+v, want one to /v1/messages/count_tokens with the key", reqs)
+	}
+	got := string(reqs[0].Body)
+	want := `{"model":"` + upModel + `","system":"Be brief.","messages":[{"role":"user","content":"What is the weather in Paris?"}],` +
+		`"tools":[{"name":"get_weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}}}}]}`
+	if got != want {
+		t.Errorf("count_tokens body\n got %s\nwant %s", got, want)
+	}
+	if want := int64(providerstest.CountTokens(reqs[0].Body)); n != want || n == 0 {
+		t.Errorf("CountTokens = %d, want the upstream's %d", n, want)
+	}
+
+	fake.Fail(providerstest.Failure{Status: 401, Body: providerstest.Sample(t, "anthropic/error-401-authentication.json")})
+	if _, err := c.CountTokens(context.Background(), request(in)); upstreamError(t, err).Status != 401 {
+		t.Errorf("CountTokens with the key refused: %v, want the upstream's 401", err)
+	}
+}

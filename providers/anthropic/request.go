@@ -20,6 +20,11 @@ type RequestOptions struct {
 	// DefaultMaxTokens is used when the request has no max_tokens and no
 	// max_completion_tokens; 0 means DefaultMaxTokens (4096).
 	DefaultMaxTokens int64
+	// CountTokens builds the body of /v1/messages/count_tokens instead:
+	// what the model reads (model, system, messages, tools, tool_choice),
+	// without max_tokens, stream, sampling, stop sequences or metadata,
+	// which that endpoint refuses.
+	CountTokens bool
 }
 
 // RequestFromOpenAI translates an OpenAI chat completion request into an
@@ -184,6 +189,9 @@ func RequestFromOpenAI(body []byte, o RequestOptions) ([]byte, error) {
 			}
 		}
 		out.ToolChoice = tc
+	}
+	if o.CountTokens {
+		out.MaxTokens, out.Stream, out.Temperature, out.TopP, out.StopSequences, out.Metadata = nil, false, nil, nil, nil, nil
 	}
 	return marshal(out)
 }
@@ -399,15 +407,25 @@ func truncate(s string, n int) string {
 //
 // The output always has a "model" key (possibly ""). Problems with the
 // request return a *RequestError whose message follows Anthropic's wording.
-func ToOpenAIRequest(body []byte) ([]byte, error) {
+func ToOpenAIRequest(body []byte) ([]byte, error) { return toOpenAIRequest(body, false) }
+
+// CountTokensToOpenAI translates the body of a /v1/messages/count_tokens
+// request (a Messages request without max_tokens) into an OpenAI chat
+// request as ToOpenAIRequest does, keeping only what the model reads:
+// messages, the system prompt, tools and tool_choice. An Anthropic
+// deployment makes it a count_tokens body again (RequestOptions.CountTokens).
+func CountTokensToOpenAI(body []byte) ([]byte, error) { return toOpenAIRequest(body, true) }
+
+func toOpenAIRequest(body []byte, count bool) ([]byte, error) {
 	var in antRequest
 	if err := json.Unmarshal(body, &in); err != nil {
 		return nil, badRequest("", "The request body is not a valid Messages request: "+err.Error())
 	}
-	if in.MaxTokens == nil {
+	if count {
+		in = antRequest{Model: in.Model, System: in.System, Messages: in.Messages, Tools: in.Tools, ToolChoice: in.ToolChoice}
+	} else if in.MaxTokens == nil {
 		return nil, badRequest("max_tokens", "max_tokens: Field required")
-	}
-	if *in.MaxTokens < 1 {
+	} else if *in.MaxTokens < 1 {
 		return nil, badRequest("max_tokens", "max_tokens: Input should be greater than or equal to 1")
 	}
 	if len(in.Messages) == 0 {

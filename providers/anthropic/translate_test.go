@@ -202,6 +202,34 @@ func TestToOpenAIRequestErrors(t *testing.T) {
 	}
 }
 
+// TestCountTokensRoundTrip: a count_tokens body (no max_tokens) goes to
+// OpenAI's form and back to a count_tokens body with what the model reads,
+// and nothing that endpoint refuses.
+func TestCountTokensRoundTrip(t *testing.T) {
+	in := []byte(`{"model":"m","system":"Be brief.","temperature":0.5,"stream":true,"metadata":{"user_id":"u"},` +
+		`"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"t","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"}}`)
+	oa, err := anthropic.CountTokensToOpenAI(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],` +
+		`"tools":[{"type":"function","function":{"name":"t","parameters":{"type":"object"}}}],"tool_choice":"required"}`
+	if string(oa) != want {
+		t.Errorf("CountTokensToOpenAI = %s\nwant %s", oa, want)
+	}
+	back, err := anthropic.RequestFromOpenAI(oa, anthropic.RequestOptions{Model: "up", CountTokens: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = `{"model":"up","system":"Be brief.","messages":[{"role":"user","content":"hi"}],"tools":[{"name":"t","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"}}`
+	if string(back) != want {
+		t.Errorf("RequestFromOpenAI(CountTokens) = %s\nwant %s", back, want)
+	}
+	if _, err := anthropic.CountTokensToOpenAI([]byte(`{"model":"m","messages":[]}`)); err == nil {
+		t.Error("CountTokensToOpenAI without messages: no error")
+	}
+}
+
 // TestRequestRoundTrip checks that Anthropic → OpenAI → Anthropic keeps
 // what both protocols can say.
 func TestRequestRoundTrip(t *testing.T) {

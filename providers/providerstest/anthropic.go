@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,10 @@ const AnthropicKey = "sk-ant-test-key"
 //   - "stream": true: the transcript replayed event by event, each event
 //     ended by a blank line and flushed (default messages-stream-text.sse);
 //   - otherwise the response body (default messages-response-text.json);
+//   - POST /v1/messages/count_tokens (same key and version checks):
+//     {"input_tokens": N} with N from CountTokens; a body with a field the
+//     endpoint does not take (max_tokens, stream, temperature, ...) is a
+//     400, as Anthropic answers it;
 //   - anything else: 404 in Anthropic's error shape.
 //
 // Every request is recorded. All methods are safe for concurrent use; Close
@@ -172,7 +177,8 @@ func (a *Anthropic) serve(w http.ResponseWriter, r *http.Request) {
 	a.mu.Unlock()
 
 	w.Header().Set("request-id", "req_fake")
-	if r.Method != http.MethodPost || r.URL.Path != "/v1/messages" {
+	count := r.URL.Path == "/v1/messages/count_tokens"
+	if r.Method != http.MethodPost || r.URL.Path != "/v1/messages" && !count {
 		anthropicError(w, 404, "not_found_error", "Not found")
 		return
 	}
@@ -184,6 +190,10 @@ func (a *Anthropic) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Header.Get("anthropic-version") == "" {
 		anthropicError(w, 400, "invalid_request_error", "anthropic-version: header is required")
+		return
+	}
+	if count {
+		a.countTokens(w, body, fail)
 		return
 	}
 	var req struct {
@@ -207,14 +217,7 @@ func (a *Anthropic) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if fail != nil {
-		for k, vs := range fail.Header {
-			for _, v := range vs {
-				w.Header().Add(k, v)
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(fail.Status)
-		_, _ = w.Write(fail.Body)
+		writeFailure(w, fail)
 		return
 	}
 	if !req.Stream {
@@ -267,4 +270,102 @@ func notify(c chan struct{}) {
 	case c <- struct{}{}:
 	default:
 	}
+}
+
+// writeFailure answers f.
+func writeFailure(w http.ResponseWriter, f *Failure) {
+	for k, vs := range f.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(f.Status)
+	_, _ = w.Write(f.Body)
+}
+
+// countField reports whether /v1/messages/count_tokens takes a top-level
+// field of that name.
+func countField(name string) bool {
+	switch name {
+	case "model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers",
+		"output_config", "context_management", "speed", "cache_control":
+		return true
+	}
+	return false
+}
+
+// countTokens answers /v1/messages/count_tokens, refusing what the real
+// endpoint refuses (a missing model or messages, a field it does not take).
+func (a *Anthropic) countTokens(w http.ResponseWriter, body []byte, fail *Failure) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		anthropicError(w, 400, "invalid_request_error", "Invalid JSON: "+err.Error())
+		return
+	}
+	for k := range fields {
+		if !countField(k) {
+			anthropicError(w, 400, "invalid_request_error", k+": Extra inputs are not permitted")
+			return
+		}
+	}
+	if len(fields["messages"]) == 0 || len(fields["model"]) == 0 {
+		anthropicError(w, 400, "invalid_request_error", "messages and model: Field required")
+		return
+	}
+	if fail != nil {
+		writeFailure(w, fail)
+		return
+	}
+	b, _ := json.Marshal(map[string]int{"input_tokens": CountTokens(body)})
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// CountTokens is the count the Anthropic fake answers for a count_tokens
+// body: a plausible one, not Claude's tokenizer: one token per 4 bytes of
+// the text of the system prompt, the messages and the tools (their JSON),
+// plus 3 per message and 7 for the answer's priming.
+func CountTokens(body []byte) int {
+	var req struct {
+		System   json.RawMessage `json:"system"`
+		Messages []struct {
+			Content json.RawMessage `json:"content"`
+		} `json:"messages"`
+		Tools json.RawMessage `json:"tools"`
+	}
+	if json.Unmarshal(body, &req) != nil {
+		return 0
+	}
+	n := len(textOf(req.System)) + len(req.Tools)
+	for _, m := range req.Messages {
+		n += len(textOf(m.Content)) + 3*4
+	}
+	return (n+3)/4 + 7
+}
+
+// textOf is the text of Anthropic content: a string, or the text of its
+// text blocks and the JSON of its other blocks.
+func textOf(c json.RawMessage) string {
+	var s string
+	if json.Unmarshal(c, &s) == nil {
+		return s
+	}
+	var blocks []json.RawMessage
+	if json.Unmarshal(c, &blocks) != nil {
+		return string(c)
+	}
+	var b strings.Builder
+	for _, raw := range blocks {
+		var bl struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		}
+		if json.Unmarshal(raw, &bl) == nil && bl.Type == "text" {
+			b.WriteString(bl.Text)
+		} else {
+			b.Write(raw)
+		}
+	}
+	return b.String()
 }
