@@ -14,6 +14,7 @@
   const state = {
     token: null, tenant: null, role: null, username: null,
     ownTenantId: null, tenants: [], timer: null, loading: false, revokeArmed: null,
+    editingKey: null, // the API key whose edit form is open
   };
 
   // ---- session ------------------------------------------------------------
@@ -40,8 +41,10 @@
     } catch { return false; }
   }
 
+  // APIError is an answer of the API other than 2xx: its status and the
+  // message and param (the field at fault, if any) of its OpenAI-shaped body.
   class APIError extends Error {
-    constructor(status, message) { super(message); this.status = status; }
+    constructor(status, message, param) { super(message); this.status = status; this.param = param || ''; }
   }
 
   async function api(path, { method = 'GET', body } = {}) {
@@ -53,7 +56,8 @@
     const data = await r.json().catch(() => ({}));
     if (!r.ok) {
       if (r.status === 401 && state.token) signOut('Your session ended: sign in again.');
-      throw new APIError(r.status, (data.error && data.error.message) || `HTTP ${r.status}`);
+      const err = data.error || {};
+      throw new APIError(r.status, err.message || `HTTP ${r.status}`, err.param);
     }
     return data;
   }
@@ -84,7 +88,8 @@
   function signOut(message) {
     sessionStorage.removeItem('mtai.admin');
     clearInterval(state.timer);
-    Object.assign(state, { token: null, role: null, ownTenantId: null, tenants: [] });
+    Object.assign(state, { token: null, role: null, ownTenantId: null, tenants: [], revokeArmed: null });
+    closeKeyEdit(false);
     $('app').hidden = true;
     $('controls').hidden = true;
     $('signin').hidden = false;
@@ -411,42 +416,166 @@
 
   // ---- keys ---------------------------------------------------------------
 
+  // KEY_LIMITS are an API key's own rate limits: the API's field, the
+  // unit shown in the keys table, and the inputs of the create and edit
+  // forms.
+  const KEY_LIMITS = [
+    { field: 'requests_per_minute', unit: 'rpm', long: 'requests per minute', create: 'key-rpm', edit: 'ke-rpm' },
+    { field: 'requests_per_hour', unit: 'rph', long: 'requests per hour', create: 'key-rph', edit: 'ke-rph' },
+    { field: 'tokens_per_minute', unit: 'tpm', long: 'tokens per minute', create: 'key-tpm', edit: 'ke-tpm' },
+  ];
+
+  // keyLimitsCell shows a key's own limits ("60 rpm · 100k tpm"), or that
+  // only its tenant's apply.
+  function keyLimitsCell(k) {
+    const set = KEY_LIMITS.filter((l) => k[l.field] > 0);
+    if (!set.length) return el('td', { class: 'muted' }, 'tenant limits only');
+    const td = el('td', { title: set.map((l) => `${fmtInt(k[l.field])} ${l.long}`).join(', ') });
+    set.forEach((l, i) => td.append(i ? ' · ' : '', compact(k[l.field]) + ' ', el('abbr', { title: l.long }, l.unit)));
+    return td;
+  }
+
+  // limitsBody reads a form's limit inputs (ids under key 'create' or
+  // 'edit' of KEY_LIMITS) as the API's fields; empty is 0 (no limit).
+  function limitsBody(form) {
+    const body = {};
+    for (const l of KEY_LIMITS) {
+      const v = $(l[form]).value.trim();
+      body[l.field] = v === '' ? 0 : Number(v);
+    }
+    return body;
+  }
+
+  // clearInvalid undoes showError's marks on the inputs of form.
+  function clearInvalid(form) {
+    for (const i of $(form).querySelectorAll('[aria-invalid]')) {
+      i.removeAttribute('aria-invalid');
+      i.removeAttribute('aria-describedby');
+    }
+  }
+
+  // showError puts e's message in box (an alert) and, when the API named
+  // the field at fault (param, "requests_per_minute" or
+  // "RateLimits.requests_per_minute"), marks that input invalid and moves
+  // the focus to it. inputs maps the API's field names to input ids.
+  function showError(box, what, e, inputs) {
+    $(box).textContent = `${what} — ${e.message}`;
+    const id = inputs[e.param && e.param.split('.').pop()];
+    if (!id) return;
+    $(id).setAttribute('aria-invalid', 'true');
+    $(id).setAttribute('aria-describedby', box);
+    $(id).focus();
+  }
+
+  const createInputs = { name: 'key-name', ...Object.fromEntries(KEY_LIMITS.map((l) => [l.field, l.create])) };
+  const editInputs = { name: 'ke-name', ...Object.fromEntries(KEY_LIMITS.map((l) => [l.field, l.edit])) };
+
   async function loadKeys() {
     const tenant = keysTenant();
     $('keys-tenant').textContent = `of ${tenant}`;
     const keys = (await api('/api/v1/keys?limit=1000&tenant=' + encodeURIComponent(tenant))).data;
     const table = $('keys');
-    table.replaceChildren(el('tr', {}, el('th', {}, 'Name'), el('th', {}, 'Prefix'), el('th', {}, 'Created'),
-      el('th', {}, 'Last used'), el('th', {})));
+    table.replaceChildren(el('tr', {}, el('th', {}, 'Name'), el('th', {}, 'Prefix'), el('th', {}, 'Own limits'),
+      el('th', {}, 'Created'), el('th', {}, 'Last used'), el('th', {})));
     for (const k of keys) {
       const armed = state.revokeArmed === k.id;
       table.append(el('tr', { 'data-key-id': String(k.id), 'data-name': k.name, class: k.revoked ? 'revoked' : '' },
-        el('td', {}, k.name), el('td', {}, el('code', {}, k.prefix + '…')),
+        el('td', {}, k.name), el('td', {}, el('code', {}, k.prefix + '…')), keyLimitsCell(k),
         el('td', {}, fmtTime(new Date(k.created_at))), el('td', {}, k.last_used_at ? fmtTime(new Date(k.last_used_at)) : '–'),
-        el('td', {}, k.revoked ? 'revoked'
-          : el('button', { type: 'button', class: armed ? 'danger' : 'quiet', onclick: () => revokeKey(k) }, armed ? 'Confirm revoke' : 'Revoke'))));
+        el('td', { class: 'actions' }, ...(k.revoked ? ['revoked'] : [
+          el('button', { type: 'button', class: 'quiet', 'data-edit': String(k.id), 'aria-label': `Edit key ${k.name}`, onclick: () => editKey(k) }, 'Edit'),
+          el('button', {
+            type: 'button', class: armed ? 'danger' : 'quiet', 'aria-label': `${armed ? 'Confirm revoke of' : 'Revoke'} key ${k.name}`,
+            onclick: () => revokeKey(k),
+          }, armed ? 'Confirm revoke' : 'Revoke'),
+        ]))));
     }
-    if (!keys.length) table.append(el('tr', {}, el('td', { colspan: 5, class: 'muted' }, 'No keys.')));
+    if (!keys.length) table.append(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, 'No keys.')));
+    // The key being edited is gone (revoked, or another tenant's keys are shown).
+    if (state.editingKey && !keys.some((k) => k.id === state.editingKey.id && !k.revoked)) {
+      closeKeyEdit(false);
+    }
   }
 
   async function createKey(ev) {
     ev.preventDefault();
     $('keys-msg').textContent = '';
+    $('keys-status').textContent = '';
+    clearInvalid('key-form');
     try {
-      const k = await api('/api/v1/keys', { method: 'POST', body: { name: $('key-name').value.trim(), tenant: keysTenant() } });
-      $('key-name').value = '';
+      const k = await api('/api/v1/keys', {
+        method: 'POST', body: { name: $('key-name').value.trim(), tenant: keysTenant(), ...limitsBody('create') },
+      });
+      $('key-form').reset();
       $('new-key-value').textContent = k.key;
       $('new-key').hidden = false;
       await loadKeys();
     } catch (e) {
+      showError('keys-msg', 'Could not create the key', e, createInputs);
+    }
+  }
+
+  function editKey(k) {
+    state.editingKey = k;
+    clearInvalid('key-edit');
+    $('key-edit-error').textContent = '';
+    $('keys-status').textContent = '';
+    $('key-edit-name').textContent = k.name;
+    $('ke-name').value = k.name;
+    for (const l of KEY_LIMITS) $(l.edit).value = k[l.field] ? String(k[l.field]) : '';
+    $('key-edit').hidden = false;
+    $('ke-name').focus();
+  }
+
+  // closeKeyEdit hides the edit form and, when asked, gives the focus back
+  // to the Edit button of the key's row.
+  function closeKeyEdit(refocus) {
+    const k = state.editingKey;
+    state.editingKey = null;
+    $('key-edit').hidden = true;
+    $('key-edit-error').textContent = '';
+    clearInvalid('key-edit');
+    if (refocus && k) focusEditButton(k.id);
+  }
+
+  function focusEditButton(id) {
+    const button = $('keys').querySelector(`button[data-edit="${id}"]`);
+    if (button) button.focus();
+  }
+
+  // saveKey sends the edit form as PATCH /api/v1/keys/{id}: the name and
+  // all three limits (empty is 0, which removes a limit).
+  async function saveKey(ev) {
+    ev.preventDefault();
+    const k = state.editingKey;
+    if (!k) return;
+    $('key-edit-error').textContent = '';
+    clearInvalid('key-edit');
+    let saved;
+    try {
+      saved = await api('/api/v1/keys/' + k.id + '?tenant=' + encodeURIComponent(keysTenant()), {
+        method: 'PATCH', body: { name: $('ke-name').value.trim(), ...limitsBody('edit') },
+      });
+    } catch (e) {
+      showError('key-edit-error', `Could not save key ${k.name}`, e, editInputs);
+      return;
+    }
+    closeKeyEdit(false);
+    $('keys-status').textContent = `Saved key ${saved.name}: ${keyLimitsCell(saved).textContent}.`;
+    try {
+      await loadKeys();
+    } catch (e) {
       $('keys-msg').textContent = e.message;
     }
+    focusEditButton(saved.id);
   }
 
   async function revokeKey(k) {
     if (state.revokeArmed !== k.id) { // two clicks: no accidental revocation
       state.revokeArmed = k.id;
       await loadKeys();
+      const again = $('keys').querySelector(`tr[data-key-id="${k.id}"] button.danger`);
+      if (again) again.focus();
       return;
     }
     state.revokeArmed = null;
@@ -470,6 +599,9 @@
     $('limits-form').addEventListener('submit', saveLimits);
     $('limits-cancel').addEventListener('click', () => { $('limits-form').hidden = true; editing = null; });
     $('key-form').addEventListener('submit', createKey);
+    $('key-edit').addEventListener('submit', saveKey);
+    $('key-edit-cancel').addEventListener('click', () => closeKeyEdit(true));
+    $('key-edit').addEventListener('keydown', (ev) => { if (ev.key === 'Escape') closeKeyEdit(true); });
     $('new-key-done').addEventListener('click', () => { $('new-key').hidden = true; $('new-key-value').textContent = ''; });
     if (restoreSession()) start();
   });

@@ -6,7 +6,10 @@
 // seeded numbers (worked out by hand from the table in
 // admin/admintest/admintest.go), the period picker changes them, a key is
 // created (shown once, and it works) and revoked (and it stops working),
-// a tenant's limits are changed; no request leaves 127.0.0.1 and the page's
+// a key is created with a limit of its own (2 requests per minute: the 3rd
+// chat request is refused), the API's refusal of an edit is shown at its
+// field, and the limit is raised (the next request passes); a tenant's
+// limits are changed; no request leaves 127.0.0.1 and the page's
 // Content-Security-Policy is never violated. Screenshots go to
 // test-artifacts/.
 import { test } from 'node:test';
@@ -36,6 +39,18 @@ async function modelsStatus(key) {
   const r = await fetch(`${base}/v1/models`, { headers: { Authorization: `Bearer ${key}` } });
   return r.status;
 }
+
+// chat makes one chat completion with key on the built-in mock model.
+async function chat(key) {
+  const r = await fetch(`${base}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model: 'mock-gpt', max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  return { status: r.status, body: await r.json().catch(() => ({})) };
+}
+
+const focused = (page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.getAttribute('aria-label'));
 
 test('/admin: sign in, seeded totals, period picker, keys and limits', { timeout: 120_000 }, async () => {
   assert.ok(base && password, 'MTAI_URL and MTAI_ADMIN_PASSWORD must be set (scripts/test-browser.sh sets them)');
@@ -134,6 +149,61 @@ test('/admin: sign in, seeded totals, period picker, keys and limits', { timeout
     await row.locator('button', { hasText: 'Confirm revoke' }).click();
     await page.locator('#keys tr.revoked[data-name="browser-key"]').waitFor({ timeout: 10_000 });
     assert.equal(await modelsStatus(secret), 401, 'the revoked key is refused');
+    assert.match(await row.textContent(), /tenant limits only/, 'a key without limits of its own');
+
+    // A key with a limit of its own, set on the page: 2 requests per minute.
+    await page.fill('#key-name', 'limited-key');
+    await page.fill('#key-rpm', '2');
+    await page.click('#key-form button[type=submit]');
+    await page.locator('#new-key').waitFor({ state: 'visible', timeout: 10_000 });
+    const limited = (await page.textContent('#new-key-value')).trim();
+    assert.match(limited, /^sk-mtai-/);
+    await page.click('#new-key-done');
+    assert.equal(await page.inputValue('#key-rpm'), '', 'the create form is emptied');
+    const lrow = page.locator('#keys tr[data-name="limited-key"]');
+    await lrow.waitFor({ timeout: 10_000 });
+    assert.match(await lrow.textContent(), /…2 rpm\d/, 'the key lists its own limit (and only that one)');
+    for (const n of [1, 2]) assert.equal((await chat(limited)).status, 200, `request ${n} of 2 per minute`);
+    const refused = await chat(limited);
+    assert.equal(refused.status, 429, 'the 3rd request within the minute');
+    assert.equal(refused.body.error?.code, 'rate_limit_exceeded');
+    assert.match(refused.body.error?.message ?? '', /this API key's requests per minute/, 'refused by the key, not its tenant');
+
+    // Edit it. The API, not the page, refuses a name of 60 "é" (120 bytes;
+    // the input allows 100 characters): its message is shown and its field
+    // (param) marked and focused, and nothing is saved.
+    await lrow.locator('button', { hasText: 'Edit' }).click();
+    await page.locator('#key-edit').waitFor({ state: 'visible', timeout: 10_000 });
+    assert.equal(await focused(page), 'ke-name', 'the edit form takes the focus');
+    assert.equal(await page.inputValue('#ke-rpm'), '2');
+    assert.equal(await page.inputValue('#ke-tpm'), '', 'no limit shows as empty');
+    await page.fill('#ke-name', 'é'.repeat(60));
+    await page.fill('#ke-rpm', '10');
+    await page.click('#key-edit button[type=submit]');
+    await page.locator('#key-edit-error').filter({ hasText: /^Could not save key limited-key — name: / }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.getAttribute('#ke-name', 'aria-invalid'), 'true');
+    assert.equal(await page.getAttribute('#ke-name', 'aria-describedby'), 'key-edit-error');
+    assert.equal(await page.getAttribute('#ke-rpm', 'aria-invalid'), null);
+    assert.equal(await focused(page), 'ke-name', 'the field at fault takes the focus');
+    await page.screenshot({ path: join(artifacts, 'dashboard-key-limits.png'), fullPage: true });
+    assert.equal((await chat(limited)).status, 429, 'the refused edit changed nothing');
+
+    // Raise the limit (keyboard: Enter in a field submits): the next request passes.
+    await page.fill('#ke-name', 'limited-key');
+    await page.fill('#ke-rpm', '10');
+    await page.press('#ke-rpm', 'Enter');
+    await page.locator('#keys-status').filter({ hasText: 'Saved key limited-key: 10 rpm.' }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator('#key-edit').isVisible(), false, 'the edit form closes');
+    assert.equal(await focused(page), 'Edit key limited-key', 'the focus returns to the key\'s Edit button');
+    assert.match(await lrow.textContent(), /…10 rpm\d/);
+    assert.equal((await chat(limited)).status, 200, 'the raised limit admits the next request');
+
+    // Escape closes the edit form without saving.
+    await lrow.locator('button', { hasText: 'Edit' }).click();
+    await page.fill('#ke-rpm', '1');
+    await page.press('#ke-rpm', 'Escape');
+    assert.equal(await page.locator('#key-edit').isVisible(), false);
+    assert.match(await lrow.textContent(), /…10 rpm\d/);
 
     // Change a tenant's limits.
     await page.locator('#tenants tr[data-name=acme] button', { hasText: 'Edit limits' }).click();
@@ -152,8 +222,9 @@ test('/admin: sign in, seeded totals, period picker, keys and limits', { timeout
   }
   const away = requests.filter((u) => !u.startsWith('data:') && new URL(u).hostname !== '127.0.0.1');
   assert.deepEqual(away, [], 'requests that left 127.0.0.1');
-  // The wrong password's 401 is the one expected console error.
-  const unexpected = problems.filter((p) => !/401/.test(p));
+  // The wrong password's 401 and the refused edit's 400 are the expected
+  // console errors.
+  const unexpected = problems.filter((p) => !/status of (401|400)\b/.test(p));
   assert.deepEqual(unexpected, [], 'errors on the page');
   for (const path of ['/admin', '/admin/app.js', '/admin/app.css', '/api/v1/admin/stats', '/api/v1/admin/usage']) {
     assert.ok(requests.some((u) => new URL(u).pathname === path), `the page did not load ${path}`);
