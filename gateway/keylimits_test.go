@@ -154,6 +154,12 @@ func TestKeyLimitsAPI(t *testing.T) {
 		return e.call("POST", "/v1/chat/completions", `{"model":"mock-gpt","messages":[{"role":"user","content":"x"}]}`, key, "")
 	}
 
+	// a type error names the field as the client wrote it (not the Go
+	// struct the limits are embedded in)
+	if code, body := e.call("POST", "/api/v1/keys", `{"name":"big","requests_per_minute":1e20}`, a.adminJWT, "alpha"); code != 400 ||
+		!strings.Contains(string(body), `"param":"requests_per_minute"`) {
+		t.Errorf("POST a limit beyond int64: %d %s, want 400 on requests_per_minute", code, body)
+	}
 	code, body := e.call("POST", "/api/v1/keys", `{"name":"batch","requests_per_minute":2,"tokens_per_minute":100000}`, a.adminJWT, "alpha")
 	var created struct {
 		tenancy.APIKey
@@ -214,10 +220,15 @@ func TestKeyLimitsAPI(t *testing.T) {
 		{"negative", keyPath, `{"requests_per_minute":-1}`, a.adminJWT, "alpha", 400, "requests_per_minute"},
 		{"unknown field", keyPath, `{"monthly_budget_usd":5}`, a.adminJWT, "alpha", 400, "monthly_budget_usd"},
 		{"empty name", keyPath, `{"name":""}`, a.adminJWT, "alpha", 400, "name"},
+		{"beyond int64", keyPath, `{"requests_per_minute":1e20}`, a.adminJWT, "alpha", 400, "requests_per_minute"},
+		{"a string", keyPath, `{"tokens_per_minute":"lots"}`, a.adminJWT, "alpha", 400, "tokens_per_minute"},
 		{"unknown key", "/api/v1/keys/999999", `{"requests_per_minute":1}`, a.adminJWT, "alpha", 404, ""},
 	}
 	for _, r := range refused {
 		code, body := e.call("PATCH", r.path, r.body, r.bearer, r.tenant)
+		if r.body == `{"requests_per_minute":1e20}` && !strings.Contains(string(body), `'requests_per_minute' must be an integer`) {
+			t.Errorf("PATCH %s: %s, want the field named as the client wrote it", r.body, body)
+		}
 		if code != r.want || r.param != "" && !strings.Contains(string(body), `"param":"`+r.param+`"`) {
 			t.Errorf("PATCH by %s: %d %s, want %d (param %q)", r.name, code, body, r.want, r.param)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -139,7 +140,8 @@ func decodeJSON(rc *fasthttp.RequestCtx, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return invalid(te.Field, fmt.Sprintf("'%s' must be a %s.", te.Field, te.Type.String()))
+			field := jsonPath(te.Field)
+			return invalid(field, fmt.Sprintf("'%s' must be %s.", field, jsonType(te.Type)))
 		}
 		msg := err.Error()
 		if strings.HasPrefix(msg, "json: unknown field ") {
@@ -149,6 +151,46 @@ func decodeJSON(rc *fasthttp.RequestCtx, v any) error {
 		return invalid("", "The request body is not valid JSON: "+msg)
 	}
 	return nil
+}
+
+// jsonPath is the path of a field as the client wrote it: encoding/json
+// names the Go types of embedded structs too ("RateLimits.tokens_per_minute"),
+// which are not in the API (its names are lower case).
+func jsonPath(field string) string {
+	parts := strings.Split(field, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		if p != "" && (p[0] < 'A' || p[0] > 'Z') {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ".")
+}
+
+// jsonType names what a Go type accepts, in JSON's words.
+func jsonType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer in range"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		if t == reflect.TypeFor[time.Time]() {
+			return "an RFC 3339 time"
+		}
+		return "an object"
+	}
+	return "a " + t.String()
 }
 
 // page reads limit and offset from the query string.

@@ -16,7 +16,8 @@ const KeyPrefix = "sk-mtai-"
 // APIKey.Prefix, to tell keys apart in lists.
 const keyShownLen = 12
 
-// maxKeyNameLen bounds APIKey.Name, in bytes.
+// maxKeyNameLen bounds APIKey.Name, in characters (what a form's
+// maxlength counts).
 const maxKeyNameLen = 100
 
 // Bounds on the length of a presented key: anything outside cannot be a key
@@ -37,7 +38,7 @@ type APIKey struct {
 	// UserID is the user the key was issued to, whose role it carries; 0 for
 	// none (the key acts as a member).
 	UserID int64 `json:"user_id,omitempty"`
-	// Name is a label chosen by its creator: 1 to 100 bytes.
+	// Name is a label chosen by its creator: 1 to 100 characters.
 	Name string `json:"name"`
 	// Prefix is the first 12 characters of the secret ("sk-mtai-Ab3x").
 	Prefix string `json:"prefix"`
@@ -104,9 +105,9 @@ func (k *APIKey) keyLimits() *KeyLimits {
 }
 
 // validate checks the fields a key's creator or admin chooses: its name
-// (1 to 100 bytes of UTF-8) and its limits.
+// (1 to 100 characters of UTF-8) and its limits.
 func (k *APIKey) validate() error {
-	if k.Name == "" || len(k.Name) > maxKeyNameLen || !utf8.ValidString(k.Name) {
+	if k.Name == "" || !utf8.ValidString(k.Name) || utf8.RuneCountInString(k.Name) > maxKeyNameLen {
 		return invalid("name", "must be 1 to 100 characters")
 	}
 	return k.RateLimits.Validate()

@@ -419,6 +419,8 @@ func TestKeys(t *testing.T) {
 		want     string
 	}{
 		{"no name", a.ID, 0, "", nil, "name"},
+		{"101 characters", a.ID, 0, strings.Repeat("é", 101), nil, "name"},
+		{"not UTF-8", a.ID, 0, "\xff", nil, "name"},
 		{"expired already", a.ID, 0, "x", ptr(e.clock.Now().Add(-time.Second)), "expires_at"},
 	}
 	for _, tc := range invalid {
@@ -454,6 +456,10 @@ func TestKeys(t *testing.T) {
 	}
 	if _, err := e.cache.ResolveKey(ctx, []byte(secret)); !errors.Is(err, tenancy.ErrUnauthenticated) {
 		t.Errorf("ResolveKey of a revoked key = %v, want ErrUnauthenticated at once", err)
+	}
+	// names are counted in characters, as a form's maxlength counts them
+	if k, _, err := e.svc.CreateKey(ctx, a.ID, 0, strings.Repeat("é", 100), nil); err != nil || k.Name != strings.Repeat("é", 100) {
+		t.Errorf("CreateKey(100 characters, 200 bytes) = %v", err)
 	}
 }
 

@@ -455,9 +455,9 @@
   }
 
   // showError puts e's message in box (an alert) and, when the API named
-  // the field at fault (param, "requests_per_minute" or
-  // "RateLimits.requests_per_minute"), marks that input invalid and moves
-  // the focus to it. inputs maps the API's field names to input ids.
+  // the field at fault (param, e.g. "requests_per_minute"; of a nested
+  // path, the last name), marks that input invalid and moves the focus to
+  // it. inputs maps the API's field names to input ids.
   function showError(box, what, e, inputs) {
     $(box).textContent = `${what} — ${e.message}`;
     const id = inputs[e.param && e.param.split('.').pop()];

@@ -169,22 +169,22 @@ test('/admin: sign in, seeded totals, period picker, keys and limits', { timeout
     assert.equal(refused.body.error?.code, 'rate_limit_exceeded');
     assert.match(refused.body.error?.message ?? '', /this API key's requests per minute/, 'refused by the key, not its tenant');
 
-    // Edit it. The API, not the page, refuses a name of 60 "é" (120 bytes;
-    // the input allows 100 characters): its message is shown and its field
-    // (param) marked and focused, and nothing is saved.
+    // Edit it. The API, not the page, refuses a limit beyond what it can
+    // hold (2^63): its message is shown and its field (param) marked and
+    // focused, and nothing is saved.
     await lrow.locator('button', { hasText: 'Edit' }).click();
     await page.locator('#key-edit').waitFor({ state: 'visible', timeout: 10_000 });
     assert.equal(await focused(page), 'ke-name', 'the edit form takes the focus');
     assert.equal(await page.inputValue('#ke-rpm'), '2');
     assert.equal(await page.inputValue('#ke-tpm'), '', 'no limit shows as empty');
-    await page.fill('#ke-name', 'é'.repeat(60));
-    await page.fill('#ke-rpm', '10');
+    await page.fill('#ke-name', 'édition limitée');
+    await page.fill('#ke-rpm', '100000000000000000000');
     await page.click('#key-edit button[type=submit]');
-    await page.locator('#key-edit-error').filter({ hasText: /^Could not save key limited-key — name: / }).waitFor({ timeout: 10_000 });
-    assert.equal(await page.getAttribute('#ke-name', 'aria-invalid'), 'true');
-    assert.equal(await page.getAttribute('#ke-name', 'aria-describedby'), 'key-edit-error');
-    assert.equal(await page.getAttribute('#ke-rpm', 'aria-invalid'), null);
-    assert.equal(await focused(page), 'ke-name', 'the field at fault takes the focus');
+    await page.locator('#key-edit-error').filter({ hasText: /^Could not save key limited-key — 'requests_per_minute' must be an integer/ }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.getAttribute('#ke-rpm', 'aria-invalid'), 'true');
+    assert.equal(await page.getAttribute('#ke-rpm', 'aria-describedby'), 'key-edit-error');
+    assert.equal(await page.getAttribute('#ke-name', 'aria-invalid'), null);
+    assert.equal(await focused(page), 'ke-rpm', 'the field at fault takes the focus');
     await page.screenshot({ path: join(artifacts, 'dashboard-key-limits.png'), fullPage: true });
     assert.equal((await chat(limited)).status, 429, 'the refused edit changed nothing');
 
