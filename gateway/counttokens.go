@@ -41,7 +41,7 @@ func (s *Server) countTokens(rc *fasthttp.RequestCtx, st *reqState) error {
 	if err != nil {
 		return err
 	}
-	if err := s.reserveRequest(rc, st); err != nil {
+	if err := s.reserve(rc, st); err != nil { // requests only (see reserve)
 		return err
 	}
 	s.spliceSystemPrompt(st)
@@ -58,30 +58,4 @@ func (s *Server) countTokens(rc *fasthttp.RequestCtx, st *reqState) error {
 	out = append(out, '}')
 	writeAnswer(rc, st, out)
 	return nil
-}
-
-// reserveRequest takes one request from every request bucket that applies
-// (the tenant's and the API key's requests per minute and per hour), and
-// no tokens and no budget: it reserves for a copy of the principal whose
-// token limits and budget are cleared.
-func (s *Server) reserveRequest(rc *fasthttp.RequestCtx, st *reqState) error {
-	p := st.principal
-	if s.limiter == nil || p == nil {
-		return nil
-	}
-	only := *p
-	if p.Policy != nil {
-		pol := *p.Policy
-		pol.TokensPerMinute, pol.MonthlyBudget = 0, 0
-		only.Policy = &pol
-	}
-	if p.KeyLimits != nil {
-		kl := *p.KeyLimits
-		kl.TokensPerMinute = 0
-		only.KeyLimits = &kl
-	}
-	st.principal = &only
-	err := s.reserve(rc, st)
-	st.principal = p
-	return err
 }

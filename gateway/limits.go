@@ -118,11 +118,14 @@ func (s *Server) reserve(rc *fasthttp.RequestCtx, st *reqState) error {
 	} else { // a key from static config: the tenant's name, without the braces of Redis hash tags
 		req.Tenant = "name:" + noBraces.Replace(p.Tenant)
 	}
+	// A token count generates nothing: it takes requests, no tokens and
+	// nothing from the budget.
+	counting := st.route == routeCountTokens
 	if pol != nil { // the tenant's buckets
-		req.Buckets = appendBuckets(req.Buckets, "", pol.RequestsPerMinute, pol.RequestsPerHour, pol.TokensPerMinute)
+		req.Buckets = appendBuckets(req.Buckets, "", pol.RequestsPerMinute, pol.RequestsPerHour, unless(counting, pol.TokensPerMinute))
 	}
 	if key != nil { // the key's own, in its scope ("k<id>", built with the principal)
-		req.Buckets = appendBuckets(req.Buckets, key.Scope, key.RequestsPerMinute, key.RequestsPerHour, key.TokensPerMinute)
+		req.Buckets = appendBuckets(req.Buckets, key.Scope, key.RequestsPerMinute, key.RequestsPerHour, unless(counting, key.TokensPerMinute))
 	}
 	promptBytes := st.chat.promptBytes
 	completion := st.chat.maxTokens
@@ -138,10 +141,13 @@ func (s *Server) reserve(rc *fasthttp.RequestCtx, st *reqState) error {
 	}
 	prompt := estimatePromptTokens(promptBytes)
 	req.Tokens = prompt + completion
-	if pol != nil && pol.MonthlyBudget > 0 {
+	if pol != nil && pol.MonthlyBudget > 0 && !counting {
 		req.Budget = pol.MonthlyBudget
 		ls.price = s.priceOf(st.model)
 		req.Cost = ls.price.Cost(providers.Usage{PromptTokens: prompt, CompletionTokens: completion})
+	}
+	if len(req.Buckets) == 0 && req.Budget == 0 {
+		return nil // only limits that do not apply to this request
 	}
 
 	err := l.backend.Reserve(s.ctx, req, &ls.res)
@@ -158,6 +164,14 @@ func (s *Server) reserve(rc *fasthttp.RequestCtx, st *reqState) error {
 		return nil
 	}
 	return refusal(rc, req, res)
+}
+
+// unless is 0 when off, else n: a limit that does not apply.
+func unless(off bool, n int64) int64 {
+	if off {
+		return 0
+	}
+	return n
 }
 
 // appendBuckets appends to bs a bucket in scope for each limit that is set
