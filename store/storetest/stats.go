@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -102,8 +103,7 @@ func (f *partyFixture) expect(q admin.Filter, by admin.Dimension, bucket admin.B
 	totals := map[key]*billing.Rollup{} // over the period, for the top parties
 	for i := range f.events {
 		e := f.events[i]
-		if (!q.AllTenants && e.TenantID != q.TenantID) || (q.Model != "" && e.Model != q.Model) ||
-			(!q.From.IsZero() && e.Time.Before(q.From)) || (!q.To.IsZero() && !e.Time.Before(q.To)) {
+		if !selects(q, &e) {
 			continue
 		}
 		pid := e.KeyID
@@ -117,10 +117,7 @@ func (f *partyFixture) expect(q admin.Filter, by admin.Dimension, bucket admin.B
 		case admin.BucketDay:
 			at = e.Time.UTC().Truncate(24 * time.Hour)
 		}
-		e.Model, e.KeyID, e.UserID = "", pid, pid // one party key per pid
-		_, r := billing.PartyRollups([]billing.Event{e})
-		one := r[billing.PartyKey{Start: e.Time.UTC().Truncate(time.Hour),
-			TenantID: e.TenantID, Tenant: e.Tenant, KeyID: pid, UserID: pid}]
+		one := eventRollup(e)
 		for _, m := range []struct {
 			sums map[key]*billing.Rollup
 			at   string
@@ -136,13 +133,7 @@ func (f *partyFixture) expect(q admin.Filter, by admin.Dimension, bucket admin.B
 		return cmp.Or(cmp.Compare(b.Requests, a.Requests), cmp.Compare(b.Cost, a.Cost), cmp.Compare(ap, bp),
 			cmp.Compare(a.TenantID, b.TenantID))
 	}
-	tops := slices.SortedFunc(func(yield func(key) bool) {
-		for k := range totals {
-			if !yield(k) {
-				return
-			}
-		}
-	}, func(a, b key) int { return busiest(totals[a], totals[b], a.pid, b.pid) })
+	tops := slices.SortedFunc(maps.Keys(totals), func(a, b key) int { return busiest(totals[a], totals[b], a.pid, b.pid) })
 	if limit > 0 && len(tops) > limit {
 		tops = tops[:limit]
 	}
@@ -162,6 +153,20 @@ func (f *partyFixture) expect(q admin.Filter, by admin.Dimension, bucket admin.B
 		return cmp.Or(a.Hour.Compare(b.Hour), busiest(&a.Rollup, &b.Rollup, a.ID, b.ID))
 	})
 	return out
+}
+
+// selects reports whether q selects e.
+func selects(q admin.Filter, e *billing.Event) bool {
+	return (q.AllTenants || e.TenantID == q.TenantID) && (q.Model == "" || e.Model == q.Model) &&
+		(q.From.IsZero() || !e.Time.Before(q.From)) && (q.To.IsZero() || e.Time.Before(q.To))
+}
+
+// eventRollup is e's counters as a rollup.
+func eventRollup(e billing.Event) *billing.Rollup {
+	for _, r := range billing.Rollups([]billing.Event{e}) {
+		return r
+	}
+	panic("no rollup")
 }
 
 // addRollup adds src's counters to dst.
@@ -194,8 +199,7 @@ func (f *partyFixture) expectSeries(q admin.Filter, g admin.Grouping) []billing.
 	sums := map[key]*billing.Rollup{}
 	for i := range f.events {
 		e := f.events[i]
-		if (!q.AllTenants && e.TenantID != q.TenantID) || (q.Model != "" && e.Model != q.Model) ||
-			(!q.From.IsZero() && e.Time.Before(q.From)) || (!q.To.IsZero() && !e.Time.Before(q.To)) {
+		if !selects(q, &e) {
 			continue
 		}
 		var k key
@@ -214,9 +218,7 @@ func (f *partyFixture) expectSeries(q admin.Filter, g admin.Grouping) []billing.
 		if sums[k] == nil {
 			sums[k] = &billing.Rollup{Hour: k.at, TenantID: k.tid, Tenant: k.tenant, Model: k.model}
 		}
-		for _, r := range billing.Rollups([]billing.Event{e}) {
-			addRollup(sums[k], r)
-		}
+		addRollup(sums[k], eventRollup(e))
 	}
 	out := make([]billing.Rollup, 0, len(sums))
 	for _, r := range sums {

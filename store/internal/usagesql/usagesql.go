@@ -70,7 +70,7 @@ func (q *query) arg(v any) string {
 //
 // Its rows are: the bucket's start (unless BucketNone), the party's id,
 // tenant id and tenant, the Counters, the party's name and key prefix;
-// ScanParty reads them.
+// PartyRow reads them.
 //
 // It reads the party rollups: the whole UTC days of the period from
 // usage_party_daily and its partial days from usage_party_hourly (so a
@@ -173,10 +173,7 @@ type span struct {
 // spans splits the period [from, to) into the whole UTC days it holds and
 // the hours before and after them; hours returns it as one span of hours.
 func spans(from, to time.Time, hours bool) []span {
-	days, daysEnd := ceilDay(from), to.Truncate(day)
-	if to.IsZero() {
-		daysEnd = time.Time{}
-	}
+	days, daysEnd := ceilDay(from), to.Truncate(day) // zero stays zero
 	if hours || (!days.IsZero() && !daysEnd.IsZero() && !days.Before(daysEnd)) {
 		return []span{{false, from, to}} // no whole day
 	}
